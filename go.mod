@@ -1,0 +1,3 @@
+module github.com/resync/resync
+
+go 1.26
