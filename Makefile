@@ -1,0 +1,39 @@
+# The targets README.md names. "make test" is what CI runs (.ci/run).
+GO ?= go
+# The whole suite, fault tests included, must stay well under CI's 20 minutes.
+TEST_TIMEOUT ?= 15m
+
+.PHONY: all build test demo redis-server vet fuzz bench soak clean
+
+all: build
+
+build:
+	$(GO) build -o bin/resync ./cmd/resync
+
+redis-server:
+	@./.ci/install-redis
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
+
+test: redis-server vet
+	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+
+demo: redis-server
+	$(GO) run ./cmd/resync demo
+
+# Fuzz the parsers beyond the seed corpus that "make test" runs.
+FUZZTIME ?= 3m
+fuzz:
+	$(GO) test ./internal/resp -run '^$$' -fuzz FuzzReader -fuzztime $(FUZZTIME)
+
+bench:
+	$(GO) test ./internal/resp -run '^$$' -bench . -benchmem
+
+# Long-running fault and endurance runs; none exist yet.
+soak:
+	@echo "no soak tests yet"
+
+clean:
+	rm -rf bin
