@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -97,6 +98,8 @@ var (
 	ErrNoPasswordSet    = errors.New("server has no password set")
 	ErrNoACL            = errors.New("server has no ACL users")
 	ErrRefusedByServer  = errors.New("refused by the server")
+	ErrNotReady         = errors.New("server not ready")
+	ErrCanceled         = errors.New("canceled")
 )
 
 // Error is a failure to connect or to talk to one server.
@@ -149,6 +152,10 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 	}
 	deadline, _ := ctx.Deadline()
 	nc.SetDeadline(deadline)
+	// Deadlines bound the login's reads and writes; a cancellation of ctx
+	// must end them too.
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
 	if tlsCfg != nil {
 		tc := tls.Client(nc, tlsCfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
@@ -163,7 +170,14 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 	c.w = resp.NewWriter(c.dc)
 	if err := c.login(); err != nil {
 		nc.Close()
+		if ctx.Err() == context.Canceled {
+			return nil, &Error{Addr: o.Addr, Reason: ErrCanceled, Detail: "login canceled", Err: err}
+		}
 		return nil, err
+	}
+	if !stop() {
+		nc.Close()
+		return nil, netError(o.Addr, "login", timeout, ctx.Err())
 	}
 	nc.SetDeadline(time.Time{})
 	c.SetIOTimeout(o.IOTimeout)
@@ -217,12 +231,20 @@ func (c *Conn) login() error {
 // loginError explains an error reply met while logging in.
 func (c *Conn) loginError(cmd string, re *resp.RedisError) error {
 	o := c.opts
-	msg := redact(re.Msg, o.Password)
+	msg := re.Msg
+	if i := strings.Index(msg, "with args beginning with:"); i >= 0 {
+		// Redis quotes the start of the arguments, which may be a
+		// password cut short where a plain replace would miss it.
+		msg = msg[:i] + "with args (not shown)"
+	}
+	msg = redact(msg, o.Password)
 	e := &Error{Addr: o.Addr, Err: &resp.RedisError{Msg: msg}}
 	lower := strings.ToLower(msg)
 	switch {
 	case re.Code() == "NOAUTH":
 		e.Reason, e.Detail = ErrPasswordRequired, "the server requires a password (NOAUTH): give one in the URL, a password file or the environment"
+	case re.Code() == "LOADING" || re.Code() == "BUSY" || re.Code() == "MASTERDOWN":
+		e.Reason, e.Detail = ErrNotReady, fmt.Sprintf("the server is not ready yet (%s): try again", msg)
 	case re.Code() == "DENIED":
 		e.Reason, e.Detail = ErrRefusedByServer, "the server refuses clients from this address (protected mode): set a password or bind on the server"
 	case cmd == "AUTH" && re.Code() == "WRONGPASS" && o.Username != "":
@@ -259,7 +281,7 @@ func netError(addr, stage string, timeout time.Duration, err error) error {
 	case errors.As(err, &dnsErr):
 		e.Reason, e.Detail = ErrUnreachable, fmt.Sprintf("cannot resolve host %q: %v", dnsErr.Name, dnsErr.Err)
 	case errors.Is(err, context.Canceled):
-		e.Reason, e.Detail = ErrTimeout, stage+" canceled"
+		e.Reason, e.Detail = ErrCanceled, stage+" canceled"
 	default:
 		e.Reason, e.Detail = ErrUnreachable, fmt.Sprintf("%s failed: %v", stage, err)
 	}
@@ -330,6 +352,17 @@ func (c *Conn) ioError(stage string, err error) error {
 
 // Addr returns the server's address.
 func (c *Conn) Addr() string { return c.opts.Addr }
+
+// String describes the connection without its password: fmt cannot call
+// Options' own String on the unexported field, so Conn must not be printed
+// field by field.
+func (c *Conn) String() string { return "redis connection to " + c.opts.URL() }
+
+// GoString is String, for %#v.
+func (c *Conn) GoString() string { return c.String() }
+
+// LogValue is String, for slog.
+func (c *Conn) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 // Options returns the options the connection was made with.
 func (c *Conn) Options() Options { return c.opts }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -166,6 +167,76 @@ func TestServerEchoingThePasswordIsRedacted(t *testing.T) {
 	// the arguments it was given: the password.
 	s := redistest.Start(t, `rename-command AUTH ""`)
 	expectFail(t, dialer.Options{Addr: s.Addr, Password: pw}, dialer.ErrRefusedByServer, "AUTH failed")
+}
+
+func TestServerEchoingALongPasswordIsCut(t *testing.T) {
+	// Redis quotes only the first 128 characters of the arguments.
+	long := strings.Repeat("0123456789", 20)
+	s := redistest.Start(t, `rename-command AUTH ""`)
+	_, err := dial(dialer.Options{Addr: s.Addr, Password: long})
+	if err == nil || strings.Contains(err.Error(), long[:16]) {
+		t.Fatalf("got %v, want an error without any of the password", err)
+	}
+}
+
+func TestConnNeverPrintsPassword(t *testing.T) {
+	o := redistest.Options(t)
+	o.Password = pw
+	s := redistest.StartWith(t, o)
+	c := redistest.Dial(t, s)
+	var logged strings.Builder
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("connected", "conn", c)
+	for _, out := range []string{fmt.Sprintf("%v %+v %#v %s", c, c, c, c), logged.String(), fmt.Sprintf("%+v", s)} {
+		if strings.Contains(out, pw) {
+			t.Errorf("printed the password: %s", out)
+		}
+	}
+}
+
+func TestLoadingServerIsNotReady(t *testing.T) {
+	// A scripted peer: a server still loading its data set answers LOADING.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.Read(make([]byte, 1024))
+		c.Write([]byte("-LOADING Redis is loading the dataset in memory\r\n"))
+		c.Read(make([]byte, 1024))
+	}()
+	expectFail(t, dialer.Options{Addr: l.Addr().String()}, dialer.ErrNotReady, "not ready", "LOADING")
+}
+
+func TestCancelDuringLogin(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			defer c.Close()
+			c.Read(make([]byte, 1024)) // and never answer
+			time.Sleep(5 * time.Second)
+		}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	start := time.Now()
+	_, err = dialer.Dial(ctx, dialer.Options{Addr: l.Addr().String(), ConnectTimeout: 10 * time.Second})
+	if !errors.Is(err, dialer.ErrCanceled) {
+		t.Fatalf("got %v, want canceled", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("cancel took %s to take effect", d)
+	}
 }
 
 func TestSelectDB(t *testing.T) {

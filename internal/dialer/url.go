@@ -22,16 +22,23 @@ func ParseURL(raw string) (Options, error) {
 	if !strings.Contains(raw, "://") {
 		raw = "redis://" + raw
 	}
+	// An unencoded / ? or # in a password would make the parser cut the URL
+	// there and quote the password's pieces as host, port or database.
+	_, rest, _ := strings.Cut(raw, "://")
+	hasUser := strings.Contains(rest, "@")
+	if at := strings.LastIndex(rest, "@"); at >= 0 && strings.ContainsAny(rest[:at], "/?#") {
+		return o, fmt.Errorf("bad redis URL %s: the user name or password holds an unencoded / ? or #: percent-encode it (%%2F %%3F %%23)", redactRaw(raw))
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		// url.Error quotes the whole URL, password included: say why in our own words.
+		// url.Error quotes the whole URL, and its reason may quote the
+		// password: say why in words of our own.
 		var ue *url.Error
 		why := "malformed URL"
-		if errors.As(err, &ue) {
+		if errors.As(err, &ue) && !hasUser {
 			why = ue.Err.Error()
-			if ee, ok := ue.Err.(url.EscapeError); ok {
-				why = fmt.Sprintf("bad percent-escape %q", string(ee))
-			}
+		} else if hasUser {
+			why = "malformed URL (percent-encode @ / ? # % in the user name and password)"
 		}
 		return o, fmt.Errorf("bad redis URL %s: %s", redactRaw(raw), why)
 	}

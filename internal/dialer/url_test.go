@@ -46,6 +46,10 @@ func TestParseURLErrorsHidePassword(t *testing.T) {
 		"redis://u:" + pw + "%zz@h:1",
 		"redis://u:" + pw + "@h:port",
 		"redis://u:" + pw + "@h:1/-1",
+		"redis://:" + pw + "#x@h:1",
+		"redis://u:12345/" + pw + "@h:1",
+		"redis://:" + pw + "?x@h",
+		"redis://:%zz" + pw + "@h",
 	} {
 		_, err := ParseURL(bad)
 		if err == nil {

@@ -32,6 +32,14 @@ func (v Version) AtLeast(major, minor int) bool {
 	return v.Major > major || v.Major == major && v.Minor >= minor
 }
 
+// AtLeastPatch reports whether v is major.minor.patch or newer.
+func (v Version) AtLeastPatch(major, minor, patch int) bool {
+	if v.Major != major || v.Minor != minor {
+		return v.AtLeast(major, minor)
+	}
+	return v.Patch >= patch
+}
+
 var versionRE = regexp.MustCompile(`v=(\d+)\.(\d+)\.(\d+)`)
 
 // BinaryVersion runs "redis-server --version" and parses its answer.
@@ -209,11 +217,11 @@ func (s *Server) writeConfig(sen *sentinelSpec) error {
 			fmt.Sprintf("sentinel down-after-milliseconds %s 1000", sen.name),
 			fmt.Sprintf("sentinel failover-timeout %s 5000", sen.name))
 		if m.opts.Password != "" {
-			lines = append(lines, fmt.Sprintf("sentinel auth-pass %s %s", sen.name, m.opts.Password))
+			lines = append(lines, fmt.Sprintf("sentinel auth-pass %s %s", sen.name, configQuote(m.opts.Password)))
 		}
 	} else {
 		lines = append(lines, `save ""`, "appendonly no", "dbfilename dump.rdb")
-		if v.AtLeast(2, 8) {
+		if v.AtLeastPatch(2, 8, 18) { // diskless replication came with 2.8.18
 			lines = append(lines, "repl-diskless-sync-delay 0")
 		}
 		if v.AtLeast(7, 0) {
@@ -221,7 +229,7 @@ func (s *Server) writeConfig(sen *sentinelSpec) error {
 			lines = append(lines, "enable-debug-command yes")
 		}
 		if o.Password != "" {
-			lines = append(lines, "requirepass "+o.Password, "masterauth "+o.Password)
+			lines = append(lines, "requirepass "+configQuote(o.Password), "masterauth "+configQuote(o.Password))
 		}
 		if o.Cluster {
 			lines = append(lines, "cluster-enabled yes", "cluster-config-file nodes.conf", "cluster-node-timeout 2000")
@@ -229,6 +237,12 @@ func (s *Server) writeConfig(sen *sentinelSpec) error {
 	}
 	lines = append(lines, o.Config...)
 	return os.WriteFile(s.configPath(), []byte(strings.Join(lines, "\n")+"\n"), 0o600)
+}
+
+// configQuote quotes a value for redis.conf, whose parser takes C-style
+// escapes inside double quotes.
+func configQuote(v string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\r", `\r`).Replace(v) + `"`
 }
 
 func (s *Server) launch(ctx context.Context) error {
@@ -272,18 +286,21 @@ func (s *Server) waitReady(ctx context.Context, limit time.Duration) error {
 			return fmt.Errorf("redis-server on port %d exited at start: %s", s.Port, lastLines(s.Log(), 5))
 		default:
 		}
-		c, err := s.Dial(ctx)
+		// The answer must come from our process, not from another server
+		// that took the port first.
+		pid, err := s.Info(ctx, "server", "process_id")
 		if err == nil {
-			_, err = c.Do("PING")
-			c.Close()
-			if err == nil {
+			if pid == strconv.Itoa(s.cmd.Process.Pid) {
 				return nil
 			}
+			err = fmt.Errorf("port %d is answered by another process (pid %s)", s.Port, pid)
 		}
 		// A server whose users the rig cannot log in as (a test of ACLs)
-		// still answers: it is up.
+		// cannot be asked; its own log says whether it is ready.
 		if errors.Is(err, dialer.ErrPasswordRequired) || errors.Is(err, dialer.ErrUserAuth) || errors.Is(err, dialer.ErrWrongPassword) {
-			return nil
+			if strings.Contains(strings.ToLower(s.Log()), "ready to accept") {
+				return nil
+			}
 		}
 		lastErr = err
 		select {
@@ -297,9 +314,6 @@ func (s *Server) waitReady(ctx context.Context, limit time.Duration) error {
 // DialOptions returns what a client needs to reach this server.
 func (s *Server) DialOptions() dialer.Options {
 	o := dialer.Options{Addr: s.Addr, Password: s.opts.Password, ConnectTimeout: 2 * time.Second, IOTimeout: 10 * time.Second}
-	if s.sentinel {
-		o.Password = ""
-	}
 	if t := s.opts.TLS; t != nil {
 		o.TLS = &dialer.TLS{CAFile: t.CAFile}
 		if t.RequireClientCert {
@@ -343,6 +357,12 @@ func InfoField(info, field string) string {
 	}
 	return ""
 }
+
+// String names the server without its password.
+func (s *Server) String() string { return "redis-server " + s.Addr }
+
+// GoString is String, for %#v.
+func (s *Server) GoString() string { return s.String() }
 
 // Pid returns the process id, or 0 when not running.
 func (s *Server) Pid() int {

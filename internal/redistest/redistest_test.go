@@ -111,7 +111,7 @@ func TestReplica(t *testing.T) {
 
 func TestReplicaWithPassword(t *testing.T) {
 	o := redistest.Options(t)
-	o.Password = "s3cret"
+	o.Password = `s3 "cr\et` // quoted in redis.conf
 	m := redistest.StartWith(t, o)
 	r := redistest.StartReplica(t, m)
 	if got := redistest.Do(t, r, "PING"); got != "PONG" {

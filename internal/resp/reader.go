@@ -328,7 +328,9 @@ func clip(b []byte) []byte {
 }
 
 // ReadValue reads one complete value of any kind. At a clean end of stream
-// (between values) it returns io.EOF.
+// (between values) it returns io.EOF. A bulk string's memory is allocated
+// as its header announces, up to MaxBulkLen: that limit is what bounds the
+// memory a corrupt stream can claim.
 func (r *Reader) ReadValue() (Value, error) { return r.readValue(0) }
 
 func (r *Reader) readValue(depth int) (Value, error) {
@@ -590,7 +592,10 @@ func (r *Reader) ReadCommand() ([][]byte, error) {
 		return nil, err
 	}
 	if cap(r.arena) > arenaKeep {
+		// Drop the big arena, and the stale argument slices that would
+		// keep it reachable.
 		r.arena = nil
+		clear(r.args[:cap(r.args)])
 	}
 	args, arena := r.args[:0], r.arena[:0]
 	for range n {

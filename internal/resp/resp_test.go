@@ -334,3 +334,40 @@ func TestRedisErrorCode(t *testing.T) {
 		t.Fatal("a simple string is not an error")
 	}
 }
+
+func TestWriterRefusesUnwritableValues(t *testing.T) {
+	for _, v := range []Value{
+		{Kind: Array, Elems: []Value{{Kind: Integer, Int: 1}, {}}},
+		{Kind: VerbatimString, Format: "markdown", Str: []byte("x")},
+	} {
+		w := NewWriter(io.Discard)
+		w.WriteValue(v)
+		if err := w.Flush(); err == nil {
+			t.Errorf("%v: written without an error", v)
+		}
+	}
+}
+
+// TestReadCommandReleasesBigArena checks that after one huge command the
+// reader keeps no reference to its arena.
+func TestReadCommandReleasesBigArena(t *testing.T) {
+	var wire bytes.Buffer
+	w := NewWriter(&wire)
+	w.WriteCommand([]byte("MSET"), []byte("a"), []byte("1"), []byte("b"), bytes.Repeat([]byte{'x'}, 4<<20))
+	w.WriteCommandStrings("SET", "k", "v")
+	w.Flush()
+	r := NewReader(&wire)
+	for range 2 {
+		if _, err := r.ReadCommand(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cap(r.arena) > arenaKeep {
+		t.Fatalf("arena of %d bytes kept", cap(r.arena))
+	}
+	for i, a := range r.args[:cap(r.args)] {
+		if cap(a) > arenaKeep {
+			t.Fatalf("args[%d] still holds %d bytes", i, cap(a))
+		}
+	}
+}

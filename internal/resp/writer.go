@@ -1,6 +1,7 @@
 package resp
 
 import (
+	"fmt"
 	"io"
 	"math"
 	"strconv"
@@ -225,8 +226,12 @@ func (w *Writer) WriteValue(v Value) {
 		w.header(v.Kind, int64(len(v.Str)))
 		w.body(v.Str)
 	case VerbatimString:
+		if len(v.Format) != 3 {
+			w.fail(fmt.Errorf("resp: verbatim string format %q is not three bytes", v.Format))
+			return
+		}
 		w.header(VerbatimString, int64(len(v.Format)+1+len(v.Str)))
-		if w.room(len(v.Format) + 1) {
+		if w.room(4) {
 			w.buf = append(w.buf, v.Format...)
 			w.buf = append(w.buf, ':')
 		}
@@ -244,6 +249,16 @@ func (w *Writer) WriteValue(v Value) {
 		for _, e := range v.Elems {
 			w.WriteValue(e)
 		}
+	default:
+		// Writing nothing would leave an enclosing array a value short.
+		w.fail(fmt.Errorf("resp: cannot write a value of %s", v.Kind))
+	}
+}
+
+// fail records err as the writer's error unless one is already recorded.
+func (w *Writer) fail(err error) {
+	if w.err == nil {
+		w.err = err
 	}
 }
 
