@@ -92,7 +92,7 @@ func writeSample(c *dialer.Conn, v redisproc.Version) (int, error) {
 		{"SET", "greeting", "hello from the source"},
 		{"SET", "session:42", "alice", "EX", "3600"},
 		{"INCRBY", "visits", "1234"},
-		{"HSET", "user:1", "name", "Ada", "lang", "en", "plan", "pro"},
+		{"HMSET", "user:1", "name", "Ada", "lang", "en", "plan", "pro"}, // HSET takes one field before 4.0
 		{"RPUSH", "queue:jobs", "resize", "thumbnail", "publish"},
 		{"SADD", "tags", "redis", "sync", "replication"},
 		{"ZADD", "leaderboard", "310", "ada", "275", "grace", "190", "linus"},

@@ -48,6 +48,26 @@ func RequireVersion(t testing.TB, major, minor int, why string) {
 	}
 }
 
+// RequireTLS skips the test when the server cannot serve TLS: before 6.0,
+// or built without it (BUILD_TLS=no).
+func RequireTLS(t testing.TB) {
+	t.Helper()
+	RequireVersion(t, 6, 0, "introduced TLS")
+	certs := NewCerts(t)
+	o := Options(t)
+	o.TLS = certs.ServerTLS(false)
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+	s, err := redisproc.Start(ctx, o)
+	if err != nil {
+		if strings.Contains(err.Error(), "tls-port") {
+			t.Skipf("this redis-server was built without TLS: %v", err)
+		}
+		t.Fatal(err)
+	}
+	s.Stop()
+}
+
 // Options returns default options for the test's servers, with extra config lines.
 func Options(t testing.TB, config ...string) redisproc.Options {
 	return redisproc.Options{Binary: Binary(t), Config: config}
