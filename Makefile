@@ -27,9 +27,11 @@ demo: redis-server
 FUZZTIME ?= 3m
 fuzz:
 	$(GO) test ./internal/resp -run '^$$' -fuzz FuzzReader -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/rdb -run '^$$' -fuzz FuzzDecoder -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/rdb -run '^$$' -fuzz FuzzLZF -fuzztime $(FUZZTIME)
 
 bench:
-	$(GO) test ./internal/resp -run '^$$' -bench . -benchmem
+	$(GO) test ./internal/resp ./internal/rdb -run '^$$' -bench . -benchmem
 
 # Long-running fault and endurance runs; none exist yet.
 soak:

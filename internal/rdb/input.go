@@ -1,0 +1,285 @@
+package rdb
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+)
+
+// input reads an RDB stream through its own buffer, counting the offset
+// for error messages, checksumming every consumed byte, and recording the
+// bytes of the value being read (the raw payload RESTORE takes).
+type input struct {
+	rd   io.Reader
+	buf  []byte
+	r, w int
+	base int64 // stream offset of buf[0]
+	err  error
+
+	crc    uint64
+	crcPos int // buf[crcPos:r] is consumed but not yet checksummed
+
+	recording bool
+	rec       []byte // recorded bytes already moved out of buf
+	recMark   int    // buf[recMark:r] is recorded but not yet in rec
+}
+
+func newInput(rd io.Reader) *input {
+	return &input{rd: rd, buf: make([]byte, 256<<10)}
+}
+
+// offset is the stream offset of the next byte to be read.
+func (in *input) offset() int64 { return in.base + int64(in.r) }
+
+// checksum returns the CRC-64 of every byte consumed so far.
+func (in *input) checksum() uint64 {
+	in.crc = CRC64(in.crc, in.buf[in.crcPos:in.r])
+	in.crcPos = in.r
+	return in.crc
+}
+
+// fill makes at least n bytes available (n no more than the buffer size).
+func (in *input) fill(n int) error {
+	for in.w-in.r < n {
+		if in.err != nil {
+			if in.err == io.EOF {
+				return io.ErrUnexpectedEOF
+			}
+			return in.err
+		}
+		if in.r > 0 {
+			in.checksum()
+			if in.recording {
+				in.rec = append(in.rec, in.buf[in.recMark:in.r]...)
+			}
+			in.base += int64(in.r)
+			in.w = copy(in.buf, in.buf[in.r:in.w])
+			in.r, in.crcPos = 0, 0
+			in.recMark = 0
+		}
+		m, err := in.rd.Read(in.buf[in.w:])
+		in.w += m
+		in.err = err
+	}
+	return nil
+}
+
+// startRecording begins capturing consumed bytes.
+func (in *input) startRecording() {
+	in.recording = true
+	in.rec = in.rec[:0]
+	in.recMark = in.r
+}
+
+// stopRecording ends the capture and returns the bytes consumed since
+// startRecording; the slice is reused by the next recording.
+func (in *input) stopRecording() []byte {
+	in.rec = append(in.rec, in.buf[in.recMark:in.r]...)
+	in.recording = false
+	return in.rec
+}
+
+func (in *input) readByte() (byte, error) {
+	if in.r == in.w {
+		if err := in.fill(1); err != nil {
+			return 0, err
+		}
+	}
+	b := in.buf[in.r]
+	in.r++
+	return b, nil
+}
+
+// next consumes the next n bytes (n ≤ buffer size) and returns them; the
+// slice points into the buffer, valid until the next read.
+func (in *input) next(n int) ([]byte, error) {
+	if in.w-in.r < n {
+		if err := in.fill(n); err != nil {
+			return nil, err
+		}
+	}
+	b := in.buf[in.r : in.r+n]
+	in.r += n
+	return b, nil
+}
+
+// readInto fills p from the stream, through the buffer so that checksum
+// and recording see every byte.
+func (in *input) readInto(p []byte) error {
+	for len(p) > 0 {
+		if in.r == in.w {
+			if err := in.fill(1); err != nil {
+				return err
+			}
+		}
+		n := copy(p, in.buf[in.r:in.w])
+		in.r += n
+		p = p[n:]
+	}
+	return nil
+}
+
+func (in *input) uint32BE() (uint32, error) {
+	b, err := in.next(4)
+	if err != nil {
+		return 0, err
+	}
+	return binary.BigEndian.Uint32(b), nil
+}
+
+func (in *input) uint32LE() (uint32, error) {
+	b, err := in.next(4)
+	if err != nil {
+		return 0, err
+	}
+	return binary.LittleEndian.Uint32(b), nil
+}
+
+func (in *input) uint64LE() (uint64, error) {
+	b, err := in.next(8)
+	if err != nil {
+		return 0, err
+	}
+	return binary.LittleEndian.Uint64(b), nil
+}
+
+// The two top bits of a length's first byte say how it is encoded.
+const (
+	len6bit  = 0
+	len14bit = 1
+	len32or  = 2 // 0x80: 32-bit, 0x81: 64-bit big-endian length
+	lenEnc   = 3 // a special string encoding follows in the low 6 bits
+)
+
+// String encodings (the low 6 bits after lenEnc).
+const (
+	encInt8  = 0
+	encInt16 = 1
+	encInt32 = 2
+	encLZF   = 3
+)
+
+// length reads a length, or reports encoded=true with the encoding kind
+// of a specially encoded string.
+func (in *input) length() (n uint64, encoded bool, err error) {
+	b, err := in.readByte()
+	if err != nil {
+		return 0, false, err
+	}
+	switch b >> 6 {
+	case len6bit:
+		return uint64(b & 0x3f), false, nil
+	case len14bit:
+		b2, err := in.readByte()
+		if err != nil {
+			return 0, false, err
+		}
+		return uint64(b&0x3f)<<8 | uint64(b2), false, nil
+	case lenEnc:
+		return uint64(b & 0x3f), true, nil
+	}
+	switch b {
+	case 0x80:
+		v, err := in.uint32BE()
+		return uint64(v), false, err
+	case 0x81:
+		p, err := in.next(8)
+		if err != nil {
+			return 0, false, err
+		}
+		return binary.BigEndian.Uint64(p), false, nil
+	}
+	return 0, false, fmt.Errorf("bad length encoding byte %#x", b)
+}
+
+// plainLength reads a length that must not be a special encoding.
+func (in *input) plainLength() (uint64, error) {
+	n, enc, err := in.length()
+	if err == nil && enc {
+		err = errors.New("encoded string where a length was expected")
+	}
+	return n, err
+}
+
+// maxString bounds one string's announced length: a corrupt length must
+// fail clearly instead of allocating without limit. Redis's own strings
+// stop at 512 MiB by default (proto-max-bulk-len can raise it).
+const maxString = 4 << 30
+
+// str reads a string in any encoding: raw, an integer, or LZF-compressed.
+// The result may point into the buffer: valid until the next read.
+func (in *input) str() ([]byte, error) {
+	n, enc, err := in.length()
+	if err != nil {
+		return nil, err
+	}
+	if !enc {
+		if n > maxString {
+			return nil, fmt.Errorf("string length %d is past any real string", n)
+		}
+		if n <= uint64(len(in.buf)) {
+			return in.next(int(n))
+		}
+		p := make([]byte, n)
+		return p, in.readInto(p)
+	}
+	var v int64
+	switch n {
+	case encInt8:
+		b, err := in.readByte()
+		if err != nil {
+			return nil, err
+		}
+		v = int64(int8(b))
+	case encInt16:
+		b, err := in.next(2)
+		if err != nil {
+			return nil, err
+		}
+		v = int64(int16(binary.LittleEndian.Uint16(b)))
+	case encInt32:
+		u, err := in.uint32LE()
+		if err != nil {
+			return nil, err
+		}
+		v = int64(int32(u))
+	case encLZF:
+		clen, err := in.plainLength()
+		if err != nil {
+			return nil, err
+		}
+		ulen, err := in.plainLength()
+		if err != nil {
+			return nil, err
+		}
+		if clen > maxString || ulen > maxString || ulen == 0 {
+			return nil, fmt.Errorf("LZF string of %d bytes compressed to %d is not plausible", ulen, clen)
+		}
+		var c []byte
+		if clen <= uint64(len(in.buf)) {
+			c, err = in.next(int(clen))
+		} else {
+			c = make([]byte, clen)
+			err = in.readInto(c)
+		}
+		if err != nil {
+			return nil, err
+		}
+		out := make([]byte, ulen)
+		if err := lzfDecompress(c, out); err != nil {
+			return nil, err
+		}
+		return out, nil
+	default:
+		return nil, fmt.Errorf("unknown string encoding %d", n)
+	}
+	return fmt.Appendf(nil, "%d", v), nil
+}
+
+// float64LE reads a binary double (zset 2 scores, module doubles).
+func (in *input) float64LE() (float64, error) {
+	u, err := in.uint64LE()
+	return math.Float64frombits(u), err
+}
