@@ -105,22 +105,6 @@ func (in *input) next(n int) ([]byte, error) {
 	return b, nil
 }
 
-// readInto fills p from the stream, through the buffer so that checksum
-// and recording see every byte.
-func (in *input) readInto(p []byte) error {
-	for len(p) > 0 {
-		if in.r == in.w {
-			if err := in.fill(1); err != nil {
-				return err
-			}
-		}
-		n := copy(p, in.buf[in.r:in.w])
-		in.r += n
-		p = p[n:]
-	}
-	return nil
-}
-
 func (in *input) uint32BE() (uint32, error) {
 	b, err := in.next(4)
 	if err != nil {
@@ -222,8 +206,7 @@ func (in *input) str() ([]byte, error) {
 		if n <= uint64(len(in.buf)) {
 			return in.next(int(n))
 		}
-		p := make([]byte, n)
-		return p, in.readInto(p)
+		return in.long(n)
 	}
 	var v int64
 	switch n {
@@ -254,15 +237,16 @@ func (in *input) str() ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if clen > maxString || ulen > maxString || ulen == 0 {
+		// LZF expands at most about 88 times (264 bytes from a 3-byte
+		// reference): anything more is a corrupt length.
+		if clen > maxString || ulen == 0 || ulen > 100*clen {
 			return nil, fmt.Errorf("LZF string of %d bytes compressed to %d is not plausible", ulen, clen)
 		}
 		var c []byte
 		if clen <= uint64(len(in.buf)) {
 			c, err = in.next(int(clen))
 		} else {
-			c = make([]byte, clen)
-			err = in.readInto(c)
+			c, err = in.long(clen)
 		}
 		if err != nil {
 			return nil, err
@@ -276,6 +260,24 @@ func (in *input) str() ([]byte, error) {
 		return nil, fmt.Errorf("unknown string encoding %d", n)
 	}
 	return fmt.Appendf(nil, "%d", v), nil
+}
+
+// long reads a string longer than the buffer. It grows as bytes arrive,
+// so a corrupt length costs what the stream really holds, not what the
+// length claims.
+func (in *input) long(n uint64) ([]byte, error) {
+	p := make([]byte, 0, min(n, 16<<20))
+	for uint64(len(p)) < n {
+		if in.r == in.w {
+			if err := in.fill(1); err != nil {
+				return nil, err
+			}
+		}
+		take := min(uint64(in.w-in.r), n-uint64(len(p)))
+		p = append(p, in.buf[in.r:in.r+int(take)]...)
+		in.r += int(take)
+	}
+	return p, nil
 }
 
 // float64LE reads a binary double (zset 2 scores, module doubles).
