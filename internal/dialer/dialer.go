@@ -364,9 +364,6 @@ func (c *Conn) GoString() string { return c.String() }
 // LogValue is String, for slog.
 func (c *Conn) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
-// Options returns the options the connection was made with.
-func (c *Conn) Options() Options { return c.opts }
-
 // Reader returns the connection's RESP reader, for pipelined use.
 func (c *Conn) Reader() *resp.Reader { return c.r }
 

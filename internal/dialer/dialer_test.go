@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -52,6 +53,48 @@ func expectFail(t *testing.T, o dialer.Options, reason error, words ...string) {
 	}
 }
 
+// mustDial connects and checks that the server answers PING.
+func mustDial(t *testing.T, o dialer.Options) *dialer.Conn {
+	t.Helper()
+	c, err := dial(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if v, err := c.Do("PING"); err != nil || v.Text() != "PONG" {
+		t.Fatalf("PING: %v %v", v, err)
+	}
+	return c
+}
+
+// scriptedPeer listens on a loopback port and runs script on each
+// connection, for server behaviour no real server shows on demand. It
+// returns the address.
+func scriptedPeer(t *testing.T, script func(c net.Conn)) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				script(c)
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// silent reads what the client sends and never answers, until it hangs up.
+func silent(c net.Conn) { io.Copy(io.Discard, c) }
+
 func TestRefused(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -63,24 +106,10 @@ func TestRefused(t *testing.T) {
 }
 
 func TestTimeoutWhenNobodyAnswers(t *testing.T) {
-	// Accepts the connection and never says a word.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
-	o := dialer.Options{Addr: l.Addr().String(), Password: pw, ConnectTimeout: 300 * time.Millisecond}
+	addr := scriptedPeer(t, silent)
+	o := dialer.Options{Addr: addr, Password: pw, ConnectTimeout: 300 * time.Millisecond}
 	start := time.Now()
-	_, err = dialer.Dial(context.Background(), o)
+	_, err := dialer.Dial(context.Background(), o)
 	if !errors.Is(err, dialer.ErrTimeout) || strings.Contains(err.Error(), pw) {
 		t.Fatalf("got %v, want a timeout", err)
 	}
@@ -98,16 +127,7 @@ func TestPassword(t *testing.T) {
 	o.Password = pw
 	s := redistest.StartWith(t, o)
 
-	t.Run("right", func(t *testing.T) {
-		c, err := dial(s.DialOptions())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if v, err := c.Do("PING"); err != nil || v.Text() != "PONG" {
-			t.Fatalf("PING: %v %v", v, err)
-		}
-	})
+	t.Run("right", func(t *testing.T) { mustDial(t, s.DialOptions()) })
 	t.Run("wrong", func(t *testing.T) {
 		expectFail(t, dialer.Options{Addr: s.Addr, Password: pw + "x"}, dialer.ErrWrongPassword, "wrong password")
 	})
@@ -129,11 +149,7 @@ func TestACLUser(t *testing.T) {
 		"user carol off >"+pw+" ~* +@all")
 
 	t.Run("right", func(t *testing.T) {
-		c, err := dial(dialer.Options{Addr: s.Addr, Username: "bob", Password: pw})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := mustDial(t, dialer.Options{Addr: s.Addr, Username: "bob", Password: pw})
 		if v, err := c.Do("ACL", "WHOAMI"); err != nil || v.Text() != "bob" {
 			t.Fatalf("ACL WHOAMI = %v %v", v, err)
 		}
@@ -194,43 +210,21 @@ func TestConnNeverPrintsPassword(t *testing.T) {
 }
 
 func TestLoadingServerIsNotReady(t *testing.T) {
-	// A scripted peer: a server still loading its data set answers LOADING.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	// A server still loading its data set answers LOADING.
+	addr := scriptedPeer(t, func(c net.Conn) {
 		c.Read(make([]byte, 1024))
 		c.Write([]byte("-LOADING Redis is loading the dataset in memory\r\n"))
-		c.Read(make([]byte, 1024))
-	}()
-	expectFail(t, dialer.Options{Addr: l.Addr().String()}, dialer.ErrNotReady, "not ready", "LOADING")
+		silent(c)
+	})
+	expectFail(t, dialer.Options{Addr: addr}, dialer.ErrNotReady, "not ready", "LOADING")
 }
 
 func TestCancelDuringLogin(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		c, err := l.Accept()
-		if err == nil {
-			defer c.Close()
-			c.Read(make([]byte, 1024)) // and never answer
-			time.Sleep(5 * time.Second)
-		}
-	}()
+	addr := scriptedPeer(t, silent)
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(100*time.Millisecond, cancel)
 	start := time.Now()
-	_, err = dialer.Dial(ctx, dialer.Options{Addr: l.Addr().String(), ConnectTimeout: 10 * time.Second})
+	_, err := dialer.Dial(ctx, dialer.Options{Addr: addr, ConnectTimeout: 10 * time.Second})
 	if !errors.Is(err, dialer.ErrCanceled) {
 		t.Fatalf("got %v, want canceled", err)
 	}
@@ -305,22 +299,9 @@ func TestTLS(t *testing.T) {
 		return o
 	}
 
-	t.Run("verified", func(t *testing.T) {
-		c, err := dial(good)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if v, err := c.Do("PING"); err != nil || v.Text() != "PONG" {
-			t.Fatalf("PING over TLS: %v %v", v, err)
-		}
-	})
+	t.Run("verified", func(t *testing.T) { mustDial(t, good) })
 	t.Run("localhost name", func(t *testing.T) {
-		c, err := dial(with(func(o *dialer.Options) { o.TLS.ServerName = "localhost" }))
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Close()
+		mustDial(t, with(func(o *dialer.Options) { o.TLS.ServerName = "localhost" }))
 	})
 	t.Run("unknown authority", func(t *testing.T) {
 		expectFail(t, with(func(o *dialer.Options) { o.TLS.CAFile = certs.OtherCAFile }), dialer.ErrTLS, "unknown authority", "CA file")
@@ -332,11 +313,7 @@ func TestTLS(t *testing.T) {
 		expectFail(t, with(func(o *dialer.Options) { o.TLS.ServerName = "redis.example.com" }), dialer.ErrTLS, "not valid for", "server name")
 	})
 	t.Run("verification off", func(t *testing.T) {
-		c, err := dial(with(func(o *dialer.Options) { o.TLS.CAFile, o.TLS.InsecureSkipVerify = "", true }))
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Close()
+		mustDial(t, with(func(o *dialer.Options) { o.TLS.CAFile, o.TLS.InsecureSkipVerify = "", true }))
 	})
 	t.Run("missing CA file", func(t *testing.T) {
 		expectFail(t, with(func(o *dialer.Options) { o.TLS.CAFile = "/nonexistent/ca.crt" }), dialer.ErrTLS, "CA file")
@@ -359,10 +336,6 @@ func TestTLS(t *testing.T) {
 		o.Addr = m.Addr
 		expectFail(t, o, dialer.ErrTLS, "client certificate")
 		o.TLS.CertFile, o.TLS.KeyFile = certs.ClientCert, certs.ClientKey
-		c, err := dial(o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Close()
+		mustDial(t, o)
 	})
 }

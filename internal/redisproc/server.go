@@ -283,7 +283,7 @@ func (s *Server) waitReady(ctx context.Context, limit time.Duration) error {
 	for {
 		select {
 		case <-s.exited:
-			return fmt.Errorf("redis-server on port %d exited at start: %s", s.Port, lastLines(s.Log(), 5))
+			return fmt.Errorf("redis-server on port %d exited at start: %s", s.Port, strings.Join(s.LogTail(5), " | "))
 		default:
 		}
 		// The answer must come from our process, not from another server
@@ -425,10 +425,8 @@ func (s *Server) Log() string {
 	return b.String()
 }
 
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, " | ")
+// LogTail returns the last n lines of Log.
+func (s *Server) LogTail(n int) []string {
+	lines := strings.Split(strings.TrimRight(s.Log(), "\n"), "\n")
+	return lines[max(0, len(lines)-n):]
 }

@@ -147,18 +147,10 @@ func StartSentinel(t testing.TB, master *redisproc.Server, name string) *redispr
 func own(t testing.TB, s *redisproc.Server) {
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("log of redis-server %s (%s):\n%s", s.Addr, s.Dir, tail(s.Log(), 60))
+			t.Logf("log of redis-server %s (%s):\n%s", s.Addr, s.Dir, strings.Join(s.LogTail(60), "\n"))
 		}
 		s.Stop()
 	})
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = append([]string{"..."}, lines[len(lines)-n:]...)
-	}
-	return strings.Join(lines, "\n")
 }
 
 // Dial connects to s, closing the connection when the test ends.

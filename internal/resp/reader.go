@@ -233,24 +233,6 @@ func (r *Reader) crlf() error {
 	return nil
 }
 
-// Discard skips n raw bytes.
-func (r *Reader) Discard(n int64) error {
-	for n > 0 {
-		if r.r == r.w {
-			if err := r.fill(); err != nil {
-				if err == io.EOF {
-					err = io.ErrUnexpectedEOF
-				}
-				return err
-			}
-		}
-		m := min(int64(r.w-r.r), n)
-		r.r += int(m)
-		n -= m
-	}
-	return nil
-}
-
 func (r *Reader) peekByte() (byte, error) {
 	for r.r == r.w {
 		if err := r.fill(); err != nil {
