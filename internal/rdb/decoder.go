@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 )
 
@@ -27,27 +28,33 @@ const (
 	opEOF          = 0xff
 )
 
-// Value types: the byte before each key.
-const (
-	TypeString = 0
-)
-
 // MaxVersion is the newest RDB version decoded (Redis 7.4).
 const MaxVersion = 12
 
-// Record is one key.
+// Record is one key: where it lives and what it is. Its value is read by
+// Decoder.ReadValue or Decoder.Raw.
 type Record struct {
 	DB       int
 	Key      []byte
 	Type     byte  // the RDB value type
+	Kind     Kind  // what the type holds
 	ExpireMs int64 // absolute expiry in Unix milliseconds; 0 when the key has none
 	Idle     int64 // LRU idle seconds; -1 when absent
 	Freq     int   // LFU counter; -1 when absent
-	// Raw is the value exactly as a DUMP payload carries it: the type byte
-	// and the serialized value, without the RDB version and CRC trailer.
-	Raw []byte
-	// Str is the value of a string key.
-	Str []byte
+	// Module is the module type name of a module value, known once the
+	// value has been read.
+	Module string
+}
+
+// Function is a library of functions (Redis 7.0+). Code is the library
+// source as FUNCTION LOAD takes it. The pre-release (7.0 RC) format saved
+// the name, engine and an optional description apart from the code; Code
+// then gets the first line GA expects ("#!<engine> name=<name>").
+type Function struct {
+	Code         string
+	Name, Engine string // pre-release format only
+	Description  string // pre-release format only
+	PreGA        bool
 }
 
 // Aux is an AUX field of the file (redis-ver, repl-id, repl-offset, lua, ...).
@@ -76,12 +83,23 @@ var ErrChecksum = errors.New("checksum mismatch")
 
 // Decoder reads records from an RDB stream.
 type Decoder struct {
-	in      *input
-	version int
-	db      int
-	aux     []Aux
-	done    bool
-	key     []byte // the key being read, for errors
+	in        *input
+	version   int
+	db        int
+	aux       []Aux
+	functions []Function
+	moduleAux []ModuleAux
+	done      bool
+	err       error // sticky: the stream cannot be read past it
+
+	rec     Record
+	pending bool // rec's value has not been read yet
+	inKey   bool // errors name rec.Key
+
+	// Reused while reading values.
+	elem    Element
+	scratch []byte
+	num     [24]byte
 }
 
 // NewDecoder reads the file header and returns a decoder for its records.
@@ -109,25 +127,61 @@ func NewDecoder(r io.Reader) (*Decoder, error) {
 func (d *Decoder) Version() int { return d.version }
 
 // Aux returns the AUX fields read so far (all of them, once Next has
-// returned io.EOF).
+// returned io.EOF): redis-ver, repl-id, repl-offset, repl-stream-db, and
+// each Lua script that Redis 4.0 to 6.2 keep as "lua".
 func (d *Decoder) Aux() []Aux { return d.aux }
 
+// AuxValue returns the value of the AUX field key and whether it was
+// read (the last one, when a field repeats).
+func (d *Decoder) AuxValue(key string) (string, bool) {
+	for i := len(d.aux) - 1; i >= 0; i-- {
+		if d.aux[i].Key == key {
+			return d.aux[i].Value, true
+		}
+	}
+	return "", false
+}
+
+// Functions returns the function libraries read so far.
+func (d *Decoder) Functions() []Function { return d.functions }
+
+// ModuleAux returns the module AUX data read so far (skipped: only which
+// module saved it).
+func (d *Decoder) ModuleAux() []ModuleAux { return d.moduleAux }
+
+// fail wraps err with the offset and the key being read, and makes it
+// sticky: after a decoding error the stream position is unknown.
 func (d *Decoder) fail(err error) error {
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		err = fmt.Errorf("file truncated: %w", err)
 	}
-	return &Error{Offset: d.in.offset(), Key: string(d.key), Err: err}
+	e := &Error{Offset: d.in.offset(), Err: err}
+	if d.inKey {
+		e.Key = string(d.rec.Key)
+	}
+	d.err = e
+	return e
 }
 
 // Next returns the next key, or io.EOF after the last one once the
-// checksum has been verified. The record and its slices are valid until
-// the next call.
+// checksum has been verified. Its value is read next by ReadValue or Raw;
+// when neither is called, Next skips it. The record and its slices are
+// valid until the next call.
 func (d *Decoder) Next() (*Record, error) {
+	if d.err != nil {
+		return nil, d.err
+	}
+	if d.pending {
+		if _, err := d.ReadValue(0, nil); err != nil {
+			return nil, err
+		}
+	}
 	if d.done {
 		return nil, io.EOF
 	}
-	rec := &Record{Idle: -1, Freq: -1}
-	d.key = nil
+	d.inKey = false
+	rec := &d.rec
+	*rec = Record{Key: rec.Key[:0], Idle: -1, Freq: -1}
 	for {
 		op, err := d.in.readByte()
 		if err != nil {
@@ -190,41 +244,107 @@ func (d *Decoder) Next() (*Record, error) {
 					return nil, d.fail(fmt.Errorf("SLOT_INFO: %w", err))
 				}
 			}
-		case opModuleAux, opFunctionPre, opFunction2:
-			return nil, d.fail(fmt.Errorf("opcode %#x is not decoded yet", op))
-		default:
-			if err := d.readKey(rec, op); err != nil {
-				return nil, err
+		case opModuleAux:
+			if err := d.readModuleAux(); err != nil {
+				return nil, d.fail(err)
 			}
+		case opFunction2:
+			code, err := d.in.str()
+			if err != nil {
+				return nil, d.fail(fmt.Errorf("FUNCTION2: %w", err))
+			}
+			d.functions = append(d.functions, Function{Code: string(code)})
+		case opFunctionPre:
+			if err := d.readFunctionPreGA(); err != nil {
+				return nil, d.fail(fmt.Errorf("FUNCTION (pre-release): %w", err))
+			}
+		default:
+			if KindOf(op) == KindUnknown {
+				return nil, d.fail(fmt.Errorf("unknown value type or opcode %d", op))
+			}
+			k, err := d.in.str()
+			if err != nil {
+				return nil, d.fail(fmt.Errorf("key: %w", err))
+			}
+			rec.Key = append(rec.Key, k...)
+			rec.DB, rec.Type, rec.Kind = d.db, op, KindOf(op)
+			d.pending, d.inKey = true, true
 			return rec, nil
 		}
 	}
 }
 
-// readKey reads the key and value of a record whose type byte is typ.
-func (d *Decoder) readKey(rec *Record, typ byte) error {
-	k, err := d.in.str()
-	if err != nil {
-		return d.fail(fmt.Errorf("key: %w", err))
+// ReadValue reads the value of the record Next returned, handing each
+// element to fn when fn is not nil (elements are decoded only then). When
+// rawLimit > 0 it also records the value's raw bytes, as a DUMP payload
+// carries them (the type byte and the serialized value, without the
+// version and CRC trailer), and returns them when they fit in rawLimit
+// bytes; nil otherwise, so a big key never has to be held whole. The raw
+// slice is valid until the next call.
+func (d *Decoder) ReadValue(rawLimit int, fn func(*Element) error) ([]byte, error) {
+	if d.err != nil {
+		return nil, d.err
 	}
-	rec.Key = append(rec.Key[:0], k...)
-	d.key = rec.Key
-	rec.DB, rec.Type = d.db, typ
-	d.in.startRecording()
-	switch typ {
-	case TypeString:
+	if !d.pending {
+		return nil, errors.New("rdb: ReadValue without a record from Next")
+	}
+	d.pending = false
+	if rawLimit > 0 {
+		d.in.startRecording(rawLimit)
+		// The type byte is part of the payload but was read before.
+		d.in.rec = append(d.in.rec, d.rec.Type)
+	}
+	err := d.readValue(d.rec.Type, fn)
+	if rawLimit <= 0 {
+		if err != nil {
+			return nil, d.fail(err)
+		}
+		return nil, nil
+	}
+	raw, ok := d.in.stopRecording()
+	if err != nil {
+		return nil, d.fail(err)
+	}
+	if !ok {
+		return nil, nil
+	}
+	return raw, nil
+}
+
+// Raw reads the value of the record Next returned and returns its raw
+// bytes (see ReadValue), however big.
+func (d *Decoder) Raw() ([]byte, error) {
+	return d.ReadValue(math.MaxInt, nil)
+}
+
+func (d *Decoder) readFunctionPreGA() error {
+	var f Function
+	for _, p := range []*string{&f.Name, &f.Engine} {
 		v, err := d.in.str()
 		if err != nil {
-			d.in.stopRecording()
-			return d.fail(fmt.Errorf("string value: %w", err))
+			return err
 		}
-		rec.Str = append([]byte(nil), v...)
-	default:
-		d.in.stopRecording()
-		return d.fail(fmt.Errorf("value type %d is not decoded yet", typ))
+		*p = string(v)
 	}
-	raw := d.in.stopRecording()
-	rec.Raw = append(append(make([]byte, 0, 1+len(raw)), typ), raw...)
+	hasDesc, err := d.in.plainLength()
+	if err != nil {
+		return err
+	}
+	if hasDesc != 0 {
+		v, err := d.in.str()
+		if err != nil {
+			return err
+		}
+		f.Description = string(v)
+	}
+	v, err := d.in.str()
+	if err != nil {
+		return err
+	}
+	// What FUNCTION LOAD takes since 7.0 GA: the engine and name moved
+	// into a first line; a description has no place any more.
+	f.Code, f.PreGA = fmt.Sprintf("#!%s name=%s\n%s", f.Engine, f.Name, v), true
+	d.functions = append(d.functions, f)
 	return nil
 }
 

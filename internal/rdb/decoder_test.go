@@ -69,12 +69,18 @@ func saveStrings(t testing.TB) ([]byte, *redisproc.Server) {
 	return data, s
 }
 
-func decodeAll(data []byte) ([]rdb.Record, *rdb.Decoder, error) {
+// strRecord is a string key with its raw value.
+type strRecord struct {
+	rdb.Record
+	Raw, Str []byte
+}
+
+func decodeAll(data []byte) ([]strRecord, *rdb.Decoder, error) {
 	d, err := rdb.NewDecoder(bytes.NewReader(data))
 	if err != nil {
 		return nil, nil, err
 	}
-	var out []rdb.Record
+	var out []strRecord
 	for {
 		rec, err := d.Next()
 		if err == io.EOF {
@@ -83,7 +89,17 @@ func decodeAll(data []byte) ([]rdb.Record, *rdb.Decoder, error) {
 		if err != nil {
 			return out, d, err
 		}
-		out = append(out, *rec)
+		r := strRecord{Record: *rec}
+		r.Key = bytes.Clone(rec.Key)
+		raw, err := d.ReadValue(1<<30, func(e *rdb.Element) error {
+			r.Str = bytes.Clone(e.Member)
+			return nil
+		})
+		if err != nil {
+			return out, d, err
+		}
+		r.Raw = bytes.Clone(raw)
+		out = append(out, r)
 	}
 }
 

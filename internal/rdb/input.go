@@ -22,6 +22,8 @@ type input struct {
 	crcPos int // buf[crcPos:r] is consumed but not yet checksummed
 
 	recording bool
+	overflow  bool   // the recording passed recLimit and was dropped
+	recLimit  int
 	rec       []byte // recorded bytes already moved out of buf
 	recMark   int    // buf[recMark:r] is recorded but not yet in rec
 }
@@ -52,7 +54,7 @@ func (in *input) fill(n int) error {
 		if in.r > 0 {
 			in.checksum()
 			if in.recording {
-				in.rec = append(in.rec, in.buf[in.recMark:in.r]...)
+				in.keep()
 			}
 			in.base += int64(in.r)
 			in.w = copy(in.buf, in.buf[in.r:in.w])
@@ -66,19 +68,37 @@ func (in *input) fill(n int) error {
 	return nil
 }
 
-// startRecording begins capturing consumed bytes.
-func (in *input) startRecording() {
-	in.recording = true
+// startRecording begins capturing consumed bytes, up to limit of them.
+func (in *input) startRecording(limit int) {
+	in.recording, in.overflow, in.recLimit = true, false, limit
 	in.rec = in.rec[:0]
 	in.recMark = in.r
 }
 
-// stopRecording ends the capture and returns the bytes consumed since
-// startRecording; the slice is reused by the next recording.
-func (in *input) stopRecording() []byte {
+// keep moves the recorded bytes out of the buffer, or drops the
+// recording once it passes its limit.
+func (in *input) keep() {
+	if len(in.rec)+(in.r-in.recMark) > in.recLimit {
+		in.recording, in.overflow = false, true
+		in.rec = in.rec[:0]
+		return
+	}
 	in.rec = append(in.rec, in.buf[in.recMark:in.r]...)
+	in.recMark = in.r
+}
+
+// stopRecording ends the capture and returns the bytes consumed since
+// startRecording, or ok=false when they were more than the limit. The
+// slice is reused by the next recording.
+func (in *input) stopRecording() (rec []byte, ok bool) {
+	if in.recording {
+		in.keep()
+	}
 	in.recording = false
-	return in.rec
+	if in.overflow {
+		return nil, false
+	}
+	return in.rec, true
 }
 
 func (in *input) readByte() (byte, error) {
