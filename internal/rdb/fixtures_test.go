@@ -135,16 +135,16 @@ type expectation struct {
 }
 
 type expectedKey struct {
-	DB               int              `json:"db"`
-	Key              json.RawMessage  `json:"key"`
-	KeyB64           string           `json:"key_b64"`
-	Type             string           `json:"type"`
-	ExpireAtMs       *int64           `json:"expire_at_ms"`
-	Value            json.RawMessage  `json:"value"`
-	ValueB64         json.RawMessage  `json:"value_b64"`
-	ValueLen         *int             `json:"value_len"`
-	ValueSHA256      string           `json:"value_sha256"`
-	FieldExpireAtMs  map[string]int64 `json:"field_expire_at_ms"`
+	DB              int              `json:"db"`
+	Key             json.RawMessage  `json:"key"`
+	KeyB64          string           `json:"key_b64"`
+	Type            string           `json:"type"`
+	ExpireAtMs      *int64           `json:"expire_at_ms"`
+	Value           json.RawMessage  `json:"value"`
+	ValueB64        json.RawMessage  `json:"value_b64"`
+	ValueLen        *int             `json:"value_len"`
+	ValueSHA256     string           `json:"value_sha256"`
+	FieldExpireAtMs map[string]int64 `json:"field_expire_at_ms"`
 }
 
 type valueSum struct {

@@ -22,7 +22,7 @@ type input struct {
 	crcPos int // buf[crcPos:r] is consumed but not yet checksummed
 
 	recording bool
-	overflow  bool   // the recording passed recLimit and was dropped
+	overflow  bool // the recording passed recLimit and was dropped
 	recLimit  int
 	rec       []byte // recorded bytes already moved out of buf
 	recMark   int    // buf[recMark:r] is recorded but not yet in rec
