@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -28,7 +30,7 @@ func TestUsage(t *testing.T) {
 }
 
 func TestNotYetBuiltCommandsSaySo(t *testing.T) {
-	for _, name := range []string{"sync", "check", "verify", "decode", "dump", "restore", "status", "bench"} {
+	for _, name := range []string{"sync", "check", "verify", "dump", "restore", "status", "bench"} {
 		code, _, errOut := runCLI(name, "--source", "redis://127.0.0.1:1")
 		if code != exitUsage || !strings.Contains(errOut, "not implemented yet") {
 			t.Errorf("%s: exit %d, %q", name, code, errOut)
@@ -46,5 +48,32 @@ func TestDemo(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+func TestDecode(t *testing.T) {
+	file := filepath.Join(redistest.RDBFixtures(t), "generated", "release-7.4.1.rdb")
+	code, out, errOut := runCLI("decode", "--dbs", "5", "--allow-key-prefix", "db5:s", file)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	want := `{"db":5,"key":"db5:set","type":"set","value":["1","2","3"]}` + "\n" +
+		`{"db":5,"key":"db5:stream","type":"stream","value":{"entries":[{"id":"1-1","fields":["f","v"]}],"length":1,"last_id":"1-1","first_id":"1-1","max_deleted_id":"0-0","entries_added":1,"groups":[]}}` + "\n" +
+		`{"db":5,"key":"db5:str","type":"string","expire_ms":4102444800789,"value":"in db five"}` + "\n"
+	if out != want {
+		t.Fatalf("got\n%s\nwant\n%s", out, want)
+	}
+
+	for _, args := range [][]string{{"decode"}, {"decode", "--dbs", "x", file}, {"decode", "--output", "csv", file}, {"decode", "/no/such.rdb"}} {
+		if code, _, _ := runCLI(args...); code != exitUsage {
+			t.Errorf("%q: exit %d, want %d", args, code, exitUsage)
+		}
+	}
+	bad := filepath.Join(t.TempDir(), "bad.rdb")
+	if err := os.WriteFile(bad, []byte("REDIS0009\xfe\x00\x00\x03key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runCLI("decode", bad); code != exitFailed || !strings.Contains(errOut, "truncated") {
+		t.Errorf("truncated file: exit %d, %q", code, errOut)
 	}
 }
