@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -198,6 +200,105 @@ func TestNotAnRDB(t *testing.T) {
 	for _, in := range []string{"", "REDIS", "HELLO0009", "REDIS00x9", "REDIS0013"} {
 		if _, err := rdb.NewDecoder(strings.NewReader(in)); err == nil {
 			t.Errorf("%q accepted", in)
+		}
+	}
+}
+
+// The replication AUX fields and the Lua scripts 4.0-6.2 keep are there
+// for the sync to read: the source's replication ID and offset at the
+// snapshot, and the scripts a replica must have.
+func TestAuxFields(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(fixtureDir(t), "redis-redis", "scriptbackup.rdb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := rdb.NewDecoder(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := d.Next(); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for key, want := range map[string]string{
+		"repl-id":        "349eeafec1f98f3f56277e95fc86bc48b30651a2",
+		"repl-offset":    "0",
+		"repl-stream-db": "0",
+	} {
+		if got, ok := d.AuxValue(key); !ok || got != want {
+			t.Errorf("AUX %s = %q, %v; want %q", key, got, ok, want)
+		}
+	}
+	lua, ok := d.AuxValue("lua")
+	if !ok || !strings.Contains(lua, "return") {
+		t.Errorf("AUX lua = %q, %v", lua, ok)
+	}
+	if _, ok := d.AuxValue("no-such-field"); ok {
+		t.Error("a field that is not in the file was found")
+	}
+}
+
+// A key bigger than the raw limit still hands over every element, and
+// returns no raw bytes instead of holding them; the keys after it are
+// recorded whole again.
+func TestRawLimit(t *testing.T) {
+	s := redistest.Start(t)
+	c := redistest.Dial(t, s)
+	big := []string{"RPUSH", "big"}
+	for i := range 20000 {
+		big = append(big, fmt.Sprintf("element-%06d", i))
+	}
+	for _, cmd := range [][]string{big, {"SET", "small", "after the big one"}, {"SAVE"}} {
+		if v, err := c.Do(cmd...); err != nil || v.Err() != nil {
+			t.Fatalf("%s: %v %v", cmd[0], err, v.Err())
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(s.Dir, "dump.rdb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole := map[string][]byte{}
+	for _, limit := range []int{math.MaxInt, 4096} {
+		d, err := rdb.NewDecoder(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			rec, err := d.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			raw, err := d.ReadValue(limit, func(e *rdb.Element) error {
+				if string(rec.Key) == "big" && string(e.Member) != fmt.Sprintf("element-%06d", n) {
+					t.Fatalf("element %d is %q", n, e.Member)
+				}
+				n++
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			key := string(rec.Key)
+			switch {
+			case limit == math.MaxInt:
+				whole[key] = bytes.Clone(raw)
+			case key == "big":
+				if raw != nil || n != 20000 {
+					t.Errorf("big key over the limit: %d raw bytes, %d elements", len(raw), n)
+				}
+				if len(whole[key]) <= limit {
+					t.Fatalf("the big key is only %d bytes: the test proves nothing", len(whole[key]))
+				}
+			case !bytes.Equal(raw, whole[key]):
+				t.Errorf("%s after the big key: raw %q, want %q", key, raw, whole[key])
+			}
 		}
 	}
 }
