@@ -44,35 +44,56 @@ func (e blobEntry) integer() (int64, error) {
 	return v, nil
 }
 
-// listpack walks a listpack: a 4-byte total size, a 2-byte count, the
-// entries (encoding, data, back-length) and an 0xff terminator.
-type listpack struct {
+// blob walks a ziplist or a listpack: both hold a flat sequence of
+// entries that ends with 0xff. One struct for both, not an interface, so
+// that walking a value allocates nothing.
+type blob struct {
 	b   []byte
 	pos int
-}
-
-func newListpack(b []byte) (*listpack, error) {
-	if len(b) < 7 {
-		return nil, fmt.Errorf("listpack of %d bytes is shorter than its header", len(b))
-	}
-	if total := binary.LittleEndian.Uint32(b); int64(total) != int64(len(b)) {
-		return nil, fmt.Errorf("listpack header says %d bytes, the string holds %d", total, len(b))
-	}
-	if b[len(b)-1] != 0xff {
-		return nil, errors.New("listpack does not end with its terminator")
-	}
-	return &listpack{b: b, pos: 6}, nil
+	zip bool
 }
 
 // done reports whether the walk reached the terminator.
-func (lp *listpack) done() bool { return lp.b[lp.pos] == 0xff }
+func (bl *blob) done() bool { return bl.b[bl.pos] == 0xff }
 
-func (lp *listpack) next() (blobEntry, error) {
-	b, p := lp.b, lp.pos
-	if p >= len(b)-1 {
-		return blobEntry{}, errors.New("listpack ends before its last entry")
+// next reads the next entry into e. (Into, not returned: returned
+// through this dispatch, the entry was copied twice over the stack.)
+func (bl *blob) next(e *blobEntry) error {
+	if bl.zip {
+		return bl.nextZiplist(e)
 	}
-	var e blobEntry
+	return bl.nextListpack(e)
+}
+
+// openBlob opens a ziplist (zip) or a listpack.
+func openBlob(b []byte, zip bool) (blob, error) {
+	if zip {
+		return newZiplist(b)
+	}
+	return newListpack(b)
+}
+
+// A listpack is a 4-byte total size, a 2-byte count, the entries
+// (encoding, data, back-length) and an 0xff terminator.
+func newListpack(b []byte) (blob, error) {
+	if len(b) < 7 {
+		return blob{}, fmt.Errorf("listpack of %d bytes is shorter than its header", len(b))
+	}
+	if total := binary.LittleEndian.Uint32(b); int64(total) != int64(len(b)) {
+		return blob{}, fmt.Errorf("listpack header says %d bytes, the string holds %d", total, len(b))
+	}
+	if b[len(b)-1] != 0xff {
+		return blob{}, errors.New("listpack does not end with its terminator")
+	}
+	return blob{b: b, pos: 6}, nil
+}
+
+func (bl *blob) nextListpack(e *blobEntry) error {
+	b, p := bl.b, bl.pos
+	if p >= len(b)-1 {
+		return errors.New("listpack ends before its last entry")
+	}
+	*e = blobEntry{}
 	c := b[p]
 	var hdr, n int // header and data sizes
 	switch {
@@ -82,7 +103,7 @@ func (lp *listpack) next() (blobEntry, error) {
 		hdr, n = 1, int(c&0x3f)
 	case c&0xe0 == 0xc0: // 13-bit signed integer
 		if p+2 > len(b) {
-			return e, errBlobEnd
+			return errBlobEnd
 		}
 		v := int64(c&0x1f)<<8 | int64(b[p+1])
 		if v >= 1<<12 {
@@ -91,18 +112,18 @@ func (lp *listpack) next() (blobEntry, error) {
 		e.isInt, e.ival, hdr = true, v, 2
 	case c&0xf0 == 0xe0: // string up to 4095 bytes
 		if p+2 > len(b) {
-			return e, errBlobEnd
+			return errBlobEnd
 		}
 		hdr, n = 2, int(c&0x0f)<<8|int(b[p+1])
 	case c == 0xf0: // string with a 32-bit length
 		if p+5 > len(b) {
-			return e, errBlobEnd
+			return errBlobEnd
 		}
 		hdr, n = 5, int(binary.LittleEndian.Uint32(b[p+1:]))
 	case c >= 0xf1 && c <= 0xf4: // 16, 24, 32, 64-bit integers
 		size := [...]int{2, 3, 4, 8}[c-0xf1]
 		if p+1+size > len(b) {
-			return e, errBlobEnd
+			return errBlobEnd
 		}
 		var u uint64
 		for i := size - 1; i >= 0; i-- {
@@ -111,11 +132,11 @@ func (lp *listpack) next() (blobEntry, error) {
 		shift := 64 - 8*size
 		e.isInt, e.ival, hdr = true, int64(u<<shift)>>shift, 1+size
 	default:
-		return e, fmt.Errorf("listpack entry with unknown encoding byte %#x", c)
+		return fmt.Errorf("listpack entry with unknown encoding byte %#x", c)
 	}
 	l := hdr + n
 	if n < 0 || p+l > len(b)-1 {
-		return e, errBlobEnd
+		return errBlobEnd
 	}
 	if !e.isInt {
 		e.str = b[p+hdr : p+l]
@@ -126,40 +147,33 @@ func (lp *listpack) next() (blobEntry, error) {
 		back++
 	}
 	if p+l+back > len(b)-1 {
-		return e, errBlobEnd
+		return errBlobEnd
 	}
-	lp.pos = p + l + back
-	return e, nil
+	bl.pos = p + l + back
+	return nil
 }
 
-// ziplist walks a ziplist: 4-byte total size, 4-byte tail offset, 2-byte
-// count, entries (previous length, encoding, data) and 0xff.
-type ziplist struct {
-	b   []byte
-	pos int
-}
-
-func newZiplist(b []byte) (*ziplist, error) {
+// A ziplist is a 4-byte total size, a 4-byte tail offset, a 2-byte
+// count, the entries (previous length, encoding, data) and 0xff.
+func newZiplist(b []byte) (blob, error) {
 	if len(b) < 11 {
-		return nil, fmt.Errorf("ziplist of %d bytes is shorter than its header", len(b))
+		return blob{}, fmt.Errorf("ziplist of %d bytes is shorter than its header", len(b))
 	}
 	if total := binary.LittleEndian.Uint32(b); int64(total) != int64(len(b)) {
-		return nil, fmt.Errorf("ziplist header says %d bytes, the string holds %d", total, len(b))
+		return blob{}, fmt.Errorf("ziplist header says %d bytes, the string holds %d", total, len(b))
 	}
 	if b[len(b)-1] != 0xff {
-		return nil, errors.New("ziplist does not end with its terminator")
+		return blob{}, errors.New("ziplist does not end with its terminator")
 	}
-	return &ziplist{b: b, pos: 10}, nil
+	return blob{b: b, pos: 10, zip: true}, nil
 }
 
-func (zl *ziplist) done() bool { return zl.b[zl.pos] == 0xff }
-
-func (zl *ziplist) next() (blobEntry, error) {
-	b, p := zl.b, zl.pos
+func (bl *blob) nextZiplist(e *blobEntry) error {
+	b, p := bl.b, bl.pos
 	end := len(b) - 1
-	var e blobEntry
+	*e = blobEntry{}
 	if p >= end {
-		return e, errors.New("ziplist ends before its last entry")
+		return errors.New("ziplist ends before its last entry")
 	}
 	// The previous entry's length: one byte, or 0xfe and four more.
 	if b[p] == 0xfe {
@@ -168,7 +182,7 @@ func (zl *ziplist) next() (blobEntry, error) {
 		p++
 	}
 	if p >= end {
-		return e, errBlobEnd
+		return errBlobEnd
 	}
 	c := b[p]
 	var hdr, n int
@@ -177,12 +191,12 @@ func (zl *ziplist) next() (blobEntry, error) {
 		hdr, n = 1, int(c&0x3f)
 	case 1:
 		if p+2 > end {
-			return e, errBlobEnd
+			return errBlobEnd
 		}
 		hdr, n = 2, int(c&0x3f)<<8|int(b[p+1])
 	case 2:
 		if p+5 > end {
-			return e, errBlobEnd
+			return errBlobEnd
 		}
 		hdr, n = 5, int(binary.BigEndian.Uint32(b[p+1:]))
 	default:
@@ -201,12 +215,12 @@ func (zl *ziplist) next() (blobEntry, error) {
 			size = 1
 		default:
 			if c < 0xf1 || c > 0xfd {
-				return e, fmt.Errorf("ziplist entry with unknown encoding byte %#x", c)
+				return fmt.Errorf("ziplist entry with unknown encoding byte %#x", c)
 			}
 			e.ival = int64(c&0x0f) - 1 // immediate 0..12
 		}
 		if p+1+size > end {
-			return e, errBlobEnd
+			return errBlobEnd
 		}
 		if size > 0 {
 			var u uint64
@@ -216,29 +230,15 @@ func (zl *ziplist) next() (blobEntry, error) {
 			shift := 64 - 8*size
 			e.ival = int64(u<<shift) >> shift
 		}
-		zl.pos = p + 1 + size
-		return e, nil
+		bl.pos = p + 1 + size
+		return nil
 	}
 	if n < 0 || p+hdr+n > end {
-		return e, errBlobEnd
+		return errBlobEnd
 	}
 	e.str = b[p+hdr : p+hdr+n]
-	zl.pos = p + hdr + n
-	return e, nil
-}
-
-// blobList is a ziplist or a listpack: both hold a flat sequence.
-type blobList interface {
-	done() bool
-	next() (blobEntry, error)
-}
-
-// openBlob opens a ziplist (zip) or a listpack.
-func openBlob(b []byte, zip bool) (blobList, error) {
-	if zip {
-		return newZiplist(b)
-	}
-	return newListpack(b)
+	bl.pos = p + hdr + n
+	return nil
 }
 
 // intset: 4-byte element width (2, 4 or 8), 4-byte count, the sorted

@@ -100,6 +100,7 @@ type Decoder struct {
 	elem    Element
 	scratch []byte
 	num     [24]byte
+	num2    [24]byte // a second number in one element (a hash field and its value)
 }
 
 // NewDecoder reads the file header and returns a decoder for its records.
@@ -275,7 +276,10 @@ func (d *Decoder) Next() (*Record, error) {
 }
 
 // ReadValue reads the value of the record Next returned, handing each
-// element to fn when fn is not nil (elements are decoded only then). When
+// element to fn when fn is not nil (elements are decoded only then:
+// without fn, LZF strings are not decompressed nor compact encodings
+// walked, which keeps Raw and skipping cheap; the file's checksum still
+// covers their bytes). When
 // rawLimit > 0 it also records the value's raw bytes, as a DUMP payload
 // carries them (the type byte and the serialized value, without the
 // version and CRC trailer), and returns them when they fit in rawLimit

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strconv"
 )
 
 // input reads an RDB stream through its own buffer, counting the offset
@@ -26,6 +27,12 @@ type input struct {
 	recLimit  int
 	rec       []byte // recorded bytes already moved out of buf
 	recMark   int    // buf[recMark:r] is recorded but not yet in rec
+
+	// What str returns for strings that are not in buf: an integer's
+	// text, a decompressed LZF string. Reused, so that most strings cost
+	// no allocation.
+	num [20]byte
+	lzf []byte
 }
 
 func newInput(rd io.Reader) *input {
@@ -125,6 +132,21 @@ func (in *input) next(n int) ([]byte, error) {
 	return b, nil
 }
 
+// skip consumes n bytes, however many, without copying them anywhere
+// (they are still checksummed and recorded).
+func (in *input) skip(n uint64) error {
+	for {
+		take := min(uint64(in.w-in.r), n)
+		in.r += int(take)
+		if n -= take; n == 0 {
+			return nil
+		}
+		if err := in.fill(1); err != nil {
+			return err
+		}
+	}
+}
+
 func (in *input) uint32BE() (uint32, error) {
 	b, err := in.next(4)
 	if err != nil {
@@ -213,8 +235,19 @@ func (in *input) plainLength() (uint64, error) {
 const maxString = 4 << 30
 
 // str reads a string in any encoding: raw, an integer, or LZF-compressed.
-// The result may point into the buffer: valid until the next read.
-func (in *input) str() ([]byte, error) {
+// The result may point into the buffer or into the input's scratch
+// space: valid until the next read.
+func (in *input) str() ([]byte, error) { return in.readStr(true) }
+
+// skipStr consumes a string without decoding it: no copy, no LZF
+// decompression (the value's bytes are still checksummed and recorded).
+func (in *input) skipStr() error {
+	_, err := in.readStr(false)
+	return err
+}
+
+// readStr is str when keep is true, skipStr (returning nil) otherwise.
+func (in *input) readStr(keep bool) ([]byte, error) {
 	n, enc, err := in.length()
 	if err != nil {
 		return nil, err
@@ -223,7 +256,10 @@ func (in *input) str() ([]byte, error) {
 		if n > maxString {
 			return nil, fmt.Errorf("string length %d is past any real string", n)
 		}
-		if n <= uint64(len(in.buf)) {
+		switch {
+		case !keep:
+			return nil, in.skip(n)
+		case n <= uint64(len(in.buf)):
 			return in.next(int(n))
 		}
 		return in.long(n)
@@ -249,44 +285,68 @@ func (in *input) str() ([]byte, error) {
 		}
 		v = int64(int32(u))
 	case encLZF:
-		clen, err := in.plainLength()
-		if err != nil {
-			return nil, err
-		}
-		ulen, err := in.plainLength()
-		if err != nil {
-			return nil, err
-		}
-		// LZF expands at most about 88 times (264 bytes from a 3-byte
-		// reference): anything more is a corrupt length.
-		if clen > maxString || ulen == 0 || ulen > 100*clen {
-			return nil, fmt.Errorf("LZF string of %d bytes compressed to %d is not plausible", ulen, clen)
-		}
-		var c []byte
-		if clen <= uint64(len(in.buf)) {
-			c, err = in.next(int(clen))
-		} else {
-			c, err = in.long(clen)
-		}
-		if err != nil {
-			return nil, err
-		}
-		out := make([]byte, ulen)
-		if err := lzfDecompress(c, out); err != nil {
-			return nil, err
-		}
-		return out, nil
+		return in.lzfStr(keep)
 	default:
 		return nil, fmt.Errorf("unknown string encoding %d", n)
 	}
-	return fmt.Appendf(nil, "%d", v), nil
+	if !keep {
+		return nil, nil
+	}
+	return strconv.AppendInt(in.num[:0], v, 10), nil
+}
+
+// lzfStr reads an LZF-compressed string after its encoding byte.
+func (in *input) lzfStr(keep bool) ([]byte, error) {
+	clen, err := in.plainLength()
+	if err != nil {
+		return nil, err
+	}
+	ulen, err := in.plainLength()
+	if err != nil {
+		return nil, err
+	}
+	// LZF expands at most about 88 times (264 bytes from a 3-byte
+	// reference): anything more is a corrupt length.
+	if clen > maxString || ulen == 0 || ulen > 100*clen {
+		return nil, fmt.Errorf("LZF string of %d bytes compressed to %d is not plausible", ulen, clen)
+	}
+	if !keep {
+		return nil, in.skip(clen)
+	}
+	var c []byte
+	if clen <= uint64(len(in.buf)) {
+		c, err = in.next(int(clen))
+	} else {
+		c, err = in.long(clen)
+	}
+	if err != nil {
+		return nil, err
+	}
+	// Small strings share one output buffer; a big one gets its own, so
+	// that the decoder does not keep its size for the rest of the file.
+	var out []byte
+	switch {
+	case ulen > uint64(len(in.buf)):
+		out = make([]byte, ulen)
+	case uint64(cap(in.lzf)) < ulen:
+		in.lzf = make([]byte, ulen)
+		out = in.lzf
+	default:
+		out = in.lzf[:ulen]
+	}
+	if err := lzfDecompress(c, out); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // long reads a string longer than the buffer. It grows as bytes arrive,
 // so a corrupt length costs what the stream really holds, not what the
 // length claims.
 func (in *input) long(n uint64) ([]byte, error) {
-	p := make([]byte, 0, min(n, 16<<20))
+	// Start from what is buffered: a corrupt length must not cost an
+	// allocation of its own size per string; append grows as data comes.
+	p := make([]byte, 0, min(n, uint64(in.w-in.r)+4096))
 	for uint64(len(p)) < n {
 		if in.r == in.w {
 			if err := in.fill(1); err != nil {

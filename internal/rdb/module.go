@@ -60,7 +60,7 @@ func (d *Decoder) skipModuleItems() error {
 		case moduleDouble:
 			_, err = in.next(8)
 		case moduleString:
-			_, err = in.str()
+			err = in.skipStr()
 		default:
 			return fmt.Errorf("unknown module item opcode %d", op)
 		}

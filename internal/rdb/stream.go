@@ -74,7 +74,7 @@ func (d *Decoder) readStream(typ byte, fn visit) error {
 			return fmt.Errorf("master ID of listpack %d has %d bytes, not 16", i, len(k))
 		}
 		master := rawStreamID(k)
-		lp, err := in.str()
+		lp, err := in.readStr(fn != nil)
 		if err != nil {
 			return fmt.Errorf("listpack %d: %w", i, err)
 		}
@@ -220,12 +220,12 @@ func (d *Decoder) walkStreamListpack(master StreamID, b []byte, fn visit) error 
 	if err != nil {
 		return err
 	}
+	var v blobEntry
 	nextInt := func(what string) (int64, error) {
 		if lp.done() {
 			return 0, fmt.Errorf("listpack ends before the %s", what)
 		}
-		v, err := lp.next()
-		if err != nil {
+		if err := lp.next(&v); err != nil {
 			return 0, err
 		}
 		n, err := v.integer()
@@ -238,8 +238,7 @@ func (d *Decoder) walkStreamListpack(master StreamID, b []byte, fn visit) error 
 		if lp.done() {
 			return nil, fmt.Errorf("listpack ends before the %s", what)
 		}
-		v, err := lp.next()
-		if err != nil {
+		if err := lp.next(&v); err != nil {
 			return nil, err
 		}
 		if v.isInt {

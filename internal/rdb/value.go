@@ -113,7 +113,7 @@ func (d *Decoder) readValue(typ byte, fn visit) error {
 	*e = Element{}
 	switch typ {
 	case TypeString:
-		v, err := in.str()
+		v, err := in.readStr(fn != nil)
 		if err != nil {
 			return fmt.Errorf("string value: %w", err)
 		}
@@ -128,7 +128,7 @@ func (d *Decoder) readValue(typ byte, fn visit) error {
 			return fmt.Errorf("element count: %w", err)
 		}
 		for i := uint64(0); i < n; i++ {
-			v, err := in.str()
+			v, err := in.readStr(fn != nil)
 			if err != nil {
 				return fmt.Errorf("element %d of %d: %w", i, n, err)
 			}
@@ -154,7 +154,7 @@ func (d *Decoder) readValue(typ byte, fn visit) error {
 				return fmt.Errorf("minimum field expiry: %w", err)
 			}
 		}
-		b, err := in.str()
+		b, err := in.readStr(fn != nil)
 		if err != nil {
 			return fmt.Errorf("encoded value: %w", err)
 		}
@@ -184,7 +184,7 @@ func (d *Decoder) readZSet(typ byte, fn visit) error {
 		return fmt.Errorf("member count: %w", err)
 	}
 	for i := uint64(0); i < n; i++ {
-		m, err := in.str()
+		m, err := in.readStr(fn != nil)
 		if err != nil {
 			return fmt.Errorf("member %d of %d: %w", i, n, err)
 		}
@@ -267,14 +267,14 @@ func (d *Decoder) readHash(typ byte, fn visit) error {
 				expire = int64(ttl)
 			}
 		}
-		f, err := in.str()
+		f, err := in.readStr(fn != nil)
 		if err != nil {
 			return fmt.Errorf("field %d of %d: %w", i, n, err)
 		}
 		if fn != nil {
 			d.scratch = append(d.scratch[:0], f...)
 		}
-		v, err := in.str()
+		v, err := in.readStr(fn != nil)
 		if err != nil {
 			return fmt.Errorf("value of field %d of %d: %w", i, n, err)
 		}
@@ -310,7 +310,7 @@ func (d *Decoder) readQuicklist(typ byte, fn visit) error {
 				return fmt.Errorf("node %d of %d: unknown container %d", i, n, container)
 			}
 		}
-		b, err := in.str()
+		b, err := in.readStr(fn != nil)
 		if err != nil {
 			return fmt.Errorf("node %d of %d: %w", i, n, err)
 		}
@@ -337,9 +337,9 @@ func (d *Decoder) walkList(b []byte, zip bool, fn visit) error {
 		return err
 	}
 	e := &d.elem
+	var v blobEntry
 	for !bl.done() {
-		v, err := bl.next()
-		if err != nil {
+		if err := bl.next(&v); err != nil {
 			return err
 		}
 		e.Member = v.text(d.num[:])
@@ -375,17 +375,15 @@ func (d *Decoder) walkBlob(typ byte, b []byte, fn visit) error {
 	if err != nil {
 		return err
 	}
-	var num2 [24]byte
+	var a, v, t blobEntry
 	for i := 0; !bl.done(); i++ {
-		a, err := bl.next()
-		if err != nil {
+		if err := bl.next(&a); err != nil {
 			return err
 		}
 		if bl.done() {
 			return fmt.Errorf("entry %d has no pair", i)
 		}
-		v, err := bl.next()
-		if err != nil {
+		if err := bl.next(&v); err != nil {
 			return err
 		}
 		e.Member = a.text(d.num[:])
@@ -397,14 +395,13 @@ func (d *Decoder) walkBlob(typ byte, b []byte, fn visit) error {
 				return fmt.Errorf("score of %q: %q is not a number", e.Member, v.str)
 			}
 		default:
-			e.Value = v.text(num2[:])
+			e.Value = v.text(d.num2[:])
 		}
 		if typ == TypeHashListpackEx || typ == TypeHashListpackExPreGA {
 			if bl.done() {
 				return fmt.Errorf("field %q has no expiry entry", e.Member)
 			}
-			t, err := bl.next()
-			if err != nil {
+			if err := bl.next(&t); err != nil {
 				return err
 			}
 			if e.ExpireMs, err = t.integer(); err != nil {
