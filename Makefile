@@ -27,7 +27,7 @@ demo: redis-server
 FUZZTIME ?= 3m
 fuzz:
 	$(GO) test ./internal/resp -run '^$$' -fuzz FuzzReader -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/rdb -run '^$$' -fuzz FuzzDecoder -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/rdb -run '^$$' -fuzz FuzzDecoder -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 	$(GO) test ./internal/rdb -run '^$$' -fuzz FuzzLZF -fuzztime $(FUZZTIME)
 
 bench:
