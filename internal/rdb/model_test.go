@@ -159,6 +159,7 @@ type decoded struct {
 	keys      []*kv
 	aux       []rdb.Aux
 	functions []rdb.Function
+	moduleAux []rdb.ModuleAux
 }
 
 // decodeFile decodes every key of an RDB file with its elements and raw
@@ -172,7 +173,7 @@ func decodeFile(data []byte) (*decoded, error) {
 	for {
 		rec, err := d.Next()
 		if err == io.EOF {
-			out.aux, out.functions = d.Aux(), d.Functions()
+			out.aux, out.functions, out.moduleAux = d.Aux(), d.Functions(), d.ModuleAux()
 			return out, nil
 		}
 		if err != nil {
