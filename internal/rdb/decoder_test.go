@@ -302,3 +302,33 @@ func TestRawLimit(t *testing.T) {
 		}
 	}
 }
+
+// A file of every type cut anywhere fails with an *rdb.Error that says it
+// is truncated, and names the key when the cut is inside one.
+func TestTruncatedEveryType(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(fixtureDir(t), "generated", "release-7.4.1.rdb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := decodeFile(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := 0
+	for cut := 9; cut < len(data); cut += 1 + cut/200 {
+		_, err := decodeFile(data[:cut])
+		var re *rdb.Error
+		if !errors.As(err, &re) || !strings.Contains(err.Error(), "truncated") {
+			t.Fatalf("cut at %d: got %v, want a truncation *rdb.Error", cut, err)
+		}
+		if re.Offset > int64(cut) {
+			t.Fatalf("cut at %d: error at offset %d, past the data", cut, re.Offset)
+		}
+		if re.Key != "" {
+			named++
+		}
+	}
+	if named == 0 || len(full.keys) == 0 {
+		t.Fatal("no truncation error named its key")
+	}
+}
