@@ -396,13 +396,7 @@ func compareWithExpectation(t *testing.T, got *decoded, want *expectation) {
 			}
 			w.Str = g.Str
 		}
-		gc, wc := *g, *w
-		if gc.Stream != nil && wc.Stream != nil {
-			gs, ws := *gc.Stream, *wc.Stream
-			gc.Stream, wc.Stream = &gs, &ws
-			normalizeStreamLikeRedis(&gs, &ws)
-		}
-		if d := gc.diff(&wc); d != "" {
+		if d := diffLoaded(g, w); d != "" {
 			t.Errorf("%s differs: %s", w.id(), d)
 		}
 	}
@@ -457,6 +451,18 @@ func compareWithExpectation(t *testing.T, got *decoded, want *expectation) {
 		t.Errorf("functions: %q, want %q", code, want.functionCode)
 	}
 	t.Logf("%d keys equal, %d dropped by the loading server", len(want.keys), dropped)
+}
+
+// diffLoaded compares a decoded key with what a server that loaded it
+// holds (see normalizeStreamLikeRedis).
+func diffLoaded(decoded, loaded *kv) string {
+	g, w := *decoded, *loaded
+	if g.Stream != nil && w.Stream != nil {
+		gs, ws := *g.Stream, *w.Stream
+		g.Stream, w.Stream = &gs, &ws
+		normalizeStreamLikeRedis(&gs, &ws)
+	}
+	return g.diff(&w)
 }
 
 // normalizeStreamLikeRedis fills what a server derives when it loads a

@@ -339,13 +339,7 @@ func TestRoundTrip(t *testing.T) {
 	fc := redistest.Dial(t, fresh)
 	for _, k := range got.keys {
 		want := readKey(t, w.c, v, k.DB, k.Key, w.expires)
-		g := *k
-		if g.Stream != nil {
-			s, ws := *g.Stream, *want.Stream
-			g.Stream, want.Stream = &s, &ws
-			normalizeStreamLikeRedis(&s, &ws)
-		}
-		if d := g.diff(want); d != "" {
+		if d := diffLoaded(k, want); d != "" {
 			t.Errorf("%s decoded differs from the server: %s", k.id(), d)
 		}
 
@@ -453,12 +447,7 @@ func TestFixturesLoadedByServer(t *testing.T) {
 					}
 					g.normalize()
 				}
-				if g.Stream != nil {
-					s, ws := *g.Stream, *want.Stream
-					g.Stream, want.Stream = &s, &ws
-					normalizeStreamLikeRedis(&s, &ws)
-				}
-				if d := g.diff(want); d != "" {
+				if d := diffLoaded(&g, want); d != "" {
 					t.Errorf("%s: decoded differs from the server: %s", k.id(), d)
 				}
 			}
