@@ -1,0 +1,333 @@
+// Package writer applies commands to one target node through one
+// pipelined connection: a bounded window of commands in flight (by count
+// and by bytes), every reply read by its own goroutine and checked,
+// including each reply inside an EXEC.
+package writer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/resync/resync/internal/dialer"
+	"github.com/resync/resync/internal/resp"
+)
+
+// Options configure a writer.
+type Options struct {
+	Target dialer.Options
+	// Window bounds the commands sent and not yet answered (default 1024).
+	Window int
+	// WindowBytes bounds their size (default 8 MiB); one command bigger
+	// than this still goes, alone.
+	WindowBytes int
+}
+
+// Op is one command to apply.
+type Op struct {
+	Args [][]byte
+	// Offset is the replication offset reached once this command is
+	// confirmed (0: it reaches none, e.g. a full sync's RESTORE). Inside
+	// MULTI/EXEC only the EXEC's counts: a transaction applies whole.
+	Offset int64
+	// Key names the key in errors (default: the second argument).
+	Key []byte
+}
+
+// Error is an error reply from the target, or a lost connection, with the
+// command it answered.
+type Error struct {
+	Addr    string
+	Command string
+	Key     string
+	Reply   string // the error reply; "" when the connection failed
+	Err     error
+}
+
+func (e *Error) Error() string {
+	what := e.Command
+	if e.Key != "" {
+		what += fmt.Sprintf(" %q", e.Key)
+	}
+	if e.Reply != "" {
+		return fmt.Sprintf("target %s refused %s: %s", e.Addr, what, e.Reply)
+	}
+	return fmt.Sprintf("target %s: %s: %v", e.Addr, what, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// pending is a command sent and not yet answered.
+type pending struct {
+	name   string
+	key    string
+	size   int
+	offset int64
+	mark   bool      // no command: only an offset to reach
+	queued []pending // for an EXEC: the commands it runs
+}
+
+// Writer applies commands to one target. Write, Mark, Flush and Sync are
+// called from one goroutine; Applied, Confirmed and Err from any.
+type Writer struct {
+	o    Options
+	conn *dialer.Conn
+	w    *resp.Writer
+	addr string
+
+	inflight chan pending
+	mu       sync.Mutex
+	cond     *sync.Cond
+	bytes    int   // size of the commands in flight
+	waiting  int   // entries pushed and not yet processed
+	err      error // the first failure: sticky
+	tx       []pending
+	inTx     bool
+
+	applied   atomic.Int64
+	confirmed atomic.Int64 // commands confirmed
+	closing   chan struct{}
+	done      chan struct{}
+}
+
+// Open dials the target and starts reading replies.
+func Open(ctx context.Context, o Options) (*Writer, error) {
+	if o.Window <= 0 {
+		o.Window = 1024
+	}
+	if o.WindowBytes <= 0 {
+		o.WindowBytes = 8 << 20
+	}
+	c, err := dialer.Dial(ctx, o.Target)
+	if err != nil {
+		return nil, err
+	}
+	w := &Writer{o: o, conn: c, w: c.Writer(), addr: o.Target.Addr,
+		inflight: make(chan pending, o.Window), closing: make(chan struct{}), done: make(chan struct{})}
+	w.cond = sync.NewCond(&w.mu)
+	go w.readReplies()
+	return w, nil
+}
+
+// Write sends one command, or queues it in the connection's buffer; it
+// waits while the window is full. It returns the writer's failure, if
+// any: nothing after a failed command counts as applied.
+func (w *Writer) Write(op Op) error {
+	p := pending{name: strings.ToUpper(string(op.Args[0])), offset: op.Offset}
+	switch {
+	case op.Key != nil:
+		p.key = string(op.Key)
+	case len(op.Args) > 1:
+		p.key = string(op.Args[1])
+	}
+	for _, a := range op.Args {
+		p.size += len(a) + 16
+	}
+	switch p.name {
+	case "MULTI":
+		w.inTx, w.tx = true, w.tx[:0]
+		p.offset = 0
+	case "EXEC":
+		p.queued = append([]pending(nil), w.tx...)
+		w.inTx = false
+	default:
+		if w.inTx {
+			p.offset = 0
+			w.tx = append(w.tx, pending{name: p.name, key: p.key})
+		}
+	}
+	if err := w.reserve(p.size); err != nil {
+		return err
+	}
+	w.w.WriteArrayHeader(len(op.Args))
+	for _, a := range op.Args {
+		w.w.WriteBulk(a)
+	}
+	return w.push(p)
+}
+
+// Mark records that offset is reached once every command before it is
+// confirmed (the source's PINGs, or commands deliberately not applied).
+func (w *Writer) Mark(offset int64) error {
+	return w.push(pending{mark: true, offset: offset})
+}
+
+// push hands a sent command to the reply reader, flushing first when the
+// count window is full (its replies cannot come otherwise).
+func (w *Writer) push(p pending) error {
+	w.mu.Lock()
+	w.waiting++
+	w.mu.Unlock()
+	select {
+	case w.inflight <- p:
+		return w.Err()
+	default:
+	}
+	if err := w.flush(); err != nil {
+		return err
+	}
+	select {
+	case w.inflight <- p:
+		return w.Err()
+	case <-w.done:
+		return w.Err()
+	}
+}
+
+// reserve waits until size more bytes fit in the window.
+func (w *Writer) reserve(size int) error {
+	w.mu.Lock()
+	if w.bytes > 0 && w.bytes+size > w.o.WindowBytes && w.err == nil {
+		w.mu.Unlock()
+		if err := w.flush(); err != nil {
+			return err
+		}
+		w.mu.Lock()
+		for w.bytes > 0 && w.bytes+size > w.o.WindowBytes && w.err == nil {
+			w.cond.Wait()
+		}
+	}
+	w.bytes += size
+	err := w.err
+	w.mu.Unlock()
+	return err
+}
+
+func (w *Writer) flush() error {
+	if err := w.w.Flush(); err != nil {
+		w.setErr(&Error{Addr: w.addr, Command: "write", Err: err})
+	}
+	return w.Err()
+}
+
+// Flush sends what is buffered.
+func (w *Writer) Flush() error { return w.flush() }
+
+// Sync flushes and waits until every command sent is confirmed.
+func (w *Writer) Sync(ctx context.Context) error {
+	if err := w.flush(); err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() {
+		w.mu.Lock()
+		w.cond.Broadcast()
+		w.mu.Unlock()
+	})
+	defer stop()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for w.waiting > 0 && w.err == nil && ctx.Err() == nil {
+		w.cond.Wait()
+	}
+	if w.err != nil {
+		return w.err
+	}
+	return ctx.Err()
+}
+
+// Applied is the offset of the last confirmed command (or mark) that
+// carried one.
+func (w *Writer) Applied() int64 { return w.applied.Load() }
+
+// Confirmed counts the commands the target has confirmed.
+func (w *Writer) Confirmed() int64 { return w.confirmed.Load() }
+
+// Err returns the writer's failure, if any.
+func (w *Writer) Err() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+func (w *Writer) setErr(err error) {
+	w.mu.Lock()
+	if w.err == nil {
+		w.err = err
+	}
+	w.cond.Broadcast()
+	w.mu.Unlock()
+}
+
+// Close ends the connection; commands not confirmed are not applied.
+func (w *Writer) Close() error {
+	close(w.closing)
+	err := w.conn.Close()
+	<-w.done
+	return err
+}
+
+var errClosed = errors.New("writer closed")
+
+func (w *Writer) readReplies() {
+	defer close(w.done)
+	r := w.conn.Reader()
+	for {
+		var p pending
+		select {
+		case p = <-w.inflight:
+		case <-w.closing:
+			w.setErr(&Error{Addr: w.addr, Command: "write", Err: errClosed})
+			return
+		}
+		if !p.mark {
+			v, err := r.ReadValue()
+			if err != nil {
+				w.setErr(&Error{Addr: w.addr, Command: p.name, Key: p.key, Err: err})
+				return
+			}
+			if err := check(p, v); err != nil {
+				err.Addr = w.addr
+				w.setErr(err)
+				return
+			}
+			w.confirmed.Add(1)
+		}
+		if p.offset > 0 {
+			w.applied.Store(p.offset)
+		}
+		w.mu.Lock()
+		w.bytes -= p.size
+		w.waiting--
+		w.cond.Broadcast()
+		w.mu.Unlock()
+	}
+}
+
+// check reads a reply for its command: an error reply, or an error inside
+// an EXEC, fails the writer.
+func check(p pending, v resp.Value) *Error {
+	if re := v.Err(); re != nil {
+		e := &Error{Command: p.name, Key: p.key, Reply: string(v.Str), Err: re}
+		if p.name == "EXEC" && bytes.HasPrefix(v.Str, []byte("EXECABORT")) && len(p.queued) > 0 {
+			e.Command = "EXEC (MULTI of " + names(p.queued) + ")"
+		}
+		return e
+	}
+	if p.name == "EXEC" {
+		if v.Nil() {
+			return &Error{Command: "EXEC", Reply: "the transaction was aborted (null reply)"}
+		}
+		for i, r := range v.Elems {
+			if re := r.Err(); re != nil {
+				q := pending{name: "?"}
+				if i < len(p.queued) {
+					q = p.queued[i]
+				}
+				return &Error{Command: q.name + " (in EXEC)", Key: q.key, Reply: string(r.Str), Err: re}
+			}
+		}
+	}
+	return nil
+}
+
+func names(ps []pending) string {
+	var s []string
+	for _, p := range ps {
+		s = append(s, p.name)
+	}
+	return strings.Join(s, " ")
+}
