@@ -52,10 +52,23 @@ func BinaryVersion(bin string) (Version, error) {
 	if m == nil {
 		return Version{}, fmt.Errorf("%s --version: no version in %q", bin, bytes.TrimSpace(out))
 	}
+	return ParseVersion(string(m[1]) + "." + string(m[2]) + "." + string(m[3]))
+}
+
+// ParseVersion reads "major.minor.patch", as INFO's redis_version gives it.
+func ParseVersion(s string) (Version, error) {
 	var v Version
-	v.Major, _ = strconv.Atoi(string(m[1]))
-	v.Minor, _ = strconv.Atoi(string(m[2]))
-	v.Patch, _ = strconv.Atoi(string(m[3]))
+	f := strings.Split(strings.TrimSpace(s), ".")
+	if len(f) != 3 {
+		return v, fmt.Errorf("version %q is not major.minor.patch", s)
+	}
+	for i, p := range []*int{&v.Major, &v.Minor, &v.Patch} {
+		n, err := strconv.Atoi(f[i])
+		if err != nil || n < 0 {
+			return v, fmt.Errorf("version %q is not major.minor.patch", s)
+		}
+		*p = n
+	}
 	return v, nil
 }
 

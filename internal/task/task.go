@@ -1,0 +1,460 @@
+// Package task runs one sync task: a minimal precheck, the full sync (the
+// source's snapshot written to the target as RESTOREs), then the
+// incremental sync (the source's command stream applied in order) until
+// it is stopped or fails.
+package task
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/resync/resync/internal/dialer"
+	"github.com/resync/resync/internal/rdb"
+	"github.com/resync/resync/internal/receiver"
+	"github.com/resync/resync/internal/redisproc"
+	"github.com/resync/resync/internal/writer"
+)
+
+// ReservedPrefix is where resync keeps its own keys (heartbeats,
+// checkpoints): they never travel from a source to a target.
+const ReservedPrefix = "resync:"
+
+// Config is one task's settings.
+type Config struct {
+	Name   string
+	Source dialer.Options
+	Target dialer.Options
+	// BufferBytes bounds the commands received and not yet written
+	// (default 64 MiB).
+	BufferBytes int
+	// Window and WindowBytes bound each writer's commands in flight.
+	Window      int
+	WindowBytes int
+	Logger      *slog.Logger
+}
+
+// States of a task (DESIGN.md).
+const (
+	StatePrecheck      = "precheck"
+	StateFullSync      = "full_sync"
+	StateSynchronizing = "synchronizing"
+	StateFailed        = "failed"
+	StateStopped       = "stopped"
+)
+
+// Task is a running sync.
+type Task struct {
+	cfg Config
+	log *slog.Logger
+
+	mu        sync.Mutex
+	state     string
+	lastError string
+	replID    string
+
+	received    atomic.Int64
+	applied     atomic.Int64
+	keysWritten atomic.Int64
+	rdbBytes    atomic.Int64
+	rdbTotal    atomic.Int64
+	published   atomic.Int64 // PUBLISH not replayed
+	commands    atomic.Int64
+}
+
+// New returns a task, not yet running.
+func New(cfg Config) *Task {
+	if cfg.Name == "" {
+		cfg.Name = "default"
+	}
+	if cfg.BufferBytes <= 0 {
+		cfg.BufferBytes = 64 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	t := &Task{cfg: cfg, log: cfg.Logger.With("task", cfg.Name), state: StatePrecheck}
+	t.rdbTotal.Store(-1)
+	return t
+}
+
+// Status is a snapshot of the task's progress.
+type Status struct {
+	Name           string
+	State          string
+	LastError      string
+	ReplID         string
+	Received       int64
+	Applied        int64
+	KeysWritten    int64
+	RDBBytes       int64
+	RDBBytesTotal  int64 // -1 when unknown (diskless)
+	PublishSkipped int64
+	Commands       int64
+}
+
+// Status reports where the task stands.
+func (t *Task) Status() Status {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return Status{Name: t.cfg.Name, State: t.state, LastError: t.lastError, ReplID: t.replID,
+		Received: t.received.Load(), Applied: t.applied.Load(), KeysWritten: t.keysWritten.Load(),
+		RDBBytes: t.rdbBytes.Load(), RDBBytesTotal: t.rdbTotal.Load(),
+		PublishSkipped: t.published.Load(), Commands: t.commands.Load()}
+}
+
+func (t *Task) setState(s string) {
+	t.mu.Lock()
+	old := t.state
+	t.state = s
+	t.mu.Unlock()
+	if old != s {
+		t.log.Info("state", "from", old, "to", s)
+	}
+}
+
+func (t *Task) failed(err error) error {
+	t.mu.Lock()
+	t.lastError = err.Error()
+	t.mu.Unlock()
+	t.setState(StateFailed)
+	t.log.Error("task failed", "err", err)
+	return err
+}
+
+// Run runs the task until ctx is canceled (it then stops cleanly: the
+// commands in flight are confirmed, state stopped, nil returned) or it
+// fails.
+func (t *Task) Run(ctx context.Context) error {
+	target, err := t.precheck(ctx)
+	if err != nil {
+		return t.failed(err)
+	}
+	t.setState(StateFullSync)
+	link, err := receiver.Connect(ctx, receiver.Options{Source: t.cfg.Source, Logger: t.log})
+	if err != nil {
+		if ctx.Err() != nil {
+			t.setState(StateStopped)
+			return nil
+		}
+		return t.failed(err)
+	}
+	defer link.Close()
+	t.mu.Lock()
+	t.replID = link.ReplID()
+	t.mu.Unlock()
+	w, err := writer.Open(ctx, writer.Options{Target: t.cfg.Target, Window: t.cfg.Window, WindowBytes: t.cfg.WindowBytes})
+	if err != nil {
+		return t.failed(err)
+	}
+	defer w.Close()
+	if link.Full() {
+		t.rdbTotal.Store(link.RDBSize())
+		if err := t.fullSync(ctx, link, w, target); err != nil {
+			if ctx.Err() != nil {
+				t.setState(StateStopped)
+				return nil
+			}
+			return t.failed(err)
+		}
+	}
+	t.applied.Store(link.StartOffset())
+	t.received.Store(link.StartOffset())
+	t.setState(StateSynchronizing)
+	err = t.incremental(ctx, link, w)
+	if ctx.Err() != nil {
+		// Stopping: what is in flight is confirmed (or the target is
+		// gone), and the applied offset says how far the target is.
+		drain, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if serr := w.Sync(drain); serr != nil && !errors.Is(serr, context.DeadlineExceeded) {
+			t.log.Warn("draining the target", "err", serr)
+		}
+		t.applied.Store(max(t.applied.Load(), w.Applied()))
+		t.setState(StateStopped)
+		return nil
+	}
+	return t.failed(err)
+}
+
+// precheck: both sides reachable and authenticated; the target holds no
+// key outside the reserved prefix (an overwrite mode comes later).
+func (t *Task) precheck(ctx context.Context) (redisproc.Version, error) {
+	t.setState(StatePrecheck)
+	src, err := dialer.Dial(ctx, t.cfg.Source)
+	if err != nil {
+		return redisproc.Version{}, fmt.Errorf("source: %w", err)
+	}
+	src.Close()
+	dst, err := dialer.Dial(ctx, t.cfg.Target)
+	if err != nil {
+		return redisproc.Version{}, fmt.Errorf("target: %w", err)
+	}
+	defer dst.Close()
+	info, err := dst.Do("INFO", "server")
+	if err != nil {
+		return redisproc.Version{}, fmt.Errorf("target: %w", err)
+	}
+	v, err := redisproc.ParseVersion(redisproc.InfoField(info.Text(), "redis_version"))
+	if err != nil {
+		return v, fmt.Errorf("target: %w", err)
+	}
+	ks, err := dst.Do("INFO", "keyspace")
+	if err != nil {
+		return v, fmt.Errorf("target: %w", err)
+	}
+	var busy []string
+	for line := range strings.Lines(ks.Text()) {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "db")
+		if !ok {
+			continue
+		}
+		db := rest[:strings.IndexByte(rest, ':')]
+		n, err := foreignKeys(dst, db)
+		if err != nil {
+			return v, fmt.Errorf("target: %w", err)
+		}
+		if n > 0 {
+			busy = append(busy, fmt.Sprintf("db%s holds keys (%s)", db, strings.TrimPrefix(rest, db+":")))
+		}
+	}
+	if len(busy) > 0 {
+		return v, fmt.Errorf("the target is not empty: %s; empty it (FLUSHALL) or choose another target", strings.Join(busy, ", "))
+	}
+	return v, nil
+}
+
+// foreignKeys counts, up to one, the keys of db outside the reserved prefix.
+func foreignKeys(c *dialer.Conn, db string) (int, error) {
+	if _, err := c.Do("SELECT", db); err != nil {
+		return 0, err
+	}
+	cursor := "0"
+	for {
+		v, err := c.Do("SCAN", cursor, "COUNT", "1000")
+		if err != nil {
+			return 0, err
+		}
+		for _, k := range v.Elems[1].Elems {
+			if !strings.HasPrefix(k.Text(), ReservedPrefix) {
+				return 1, nil
+			}
+		}
+		if cursor = v.Elems[0].Text(); cursor == "0" {
+			return 0, nil
+		}
+	}
+}
+
+// countingReader counts the snapshot's bytes for the status.
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// fullSync writes every key of the snapshot with RESTORE, then the
+// functions and scripts it holds, and waits until the target confirmed
+// all of it.
+func (t *Task) fullSync(ctx context.Context, link *receiver.Link, w *writer.Writer, target redisproc.Version) error {
+	t.log.Info("full sync", "replid", link.ReplID(), "offset", link.StartOffset(), "rdb_bytes", link.RDBSize())
+	d, err := rdb.NewDecoder(countingReader{link.RDB(), &t.rdbBytes})
+	if err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	db := -1
+	var payload []byte
+	var skipped int
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rec, err := d.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("snapshot: %w", err)
+		}
+		if strings.HasPrefix(string(rec.Key), ReservedPrefix) {
+			continue
+		}
+		raw, err := d.Raw()
+		if err != nil {
+			return fmt.Errorf("snapshot: %w", err)
+		}
+		if empty, err := rdb.IsEmpty(raw); err != nil || empty {
+			if err != nil {
+				return fmt.Errorf("snapshot: key %q: %w", rec.Key, err)
+			}
+			skipped++
+			continue
+		}
+		if rec.DB != db {
+			db = rec.DB
+			if err := w.Write(writer.Op{Args: [][]byte{[]byte("SELECT"), []byte(strconv.Itoa(db))}}); err != nil {
+				return err
+			}
+		}
+		payload = dumpPayload(payload[:0], raw, d.Version())
+		for _, op := range restoreOps(rec, payload, target) {
+			if err := w.Write(op); err != nil {
+				return err
+			}
+		}
+		t.keysWritten.Add(1)
+	}
+	for _, f := range d.Functions() {
+		if err := w.Write(writer.Op{Args: [][]byte{[]byte("FUNCTION"), []byte("LOAD"), []byte("REPLACE"), []byte(f.Code)}}); err != nil {
+			return err
+		}
+	}
+	for _, a := range d.Aux() {
+		if a.Key == "lua" {
+			if err := w.Write(writer.Op{Args: [][]byte{[]byte("SCRIPT"), []byte("LOAD"), []byte(a.Value)}}); err != nil {
+				return err
+			}
+		}
+	}
+	if err := w.Sync(ctx); err != nil {
+		return err
+	}
+	t.log.Info("full sync done", "keys", t.keysWritten.Load(), "empty_skipped", skipped, "rdb_bytes", t.rdbBytes.Load())
+	return nil
+}
+
+// dumpPayload appends what DUMP would return for raw: the value, the RDB
+// version (2 bytes) and the CRC-64 of both (8 bytes), little-endian.
+func dumpPayload(dst, raw []byte, version int) []byte {
+	dst = append(dst, raw...)
+	dst = binary.LittleEndian.AppendUint16(dst, uint16(version))
+	return binary.LittleEndian.AppendUint64(dst, rdb.CRC64(0, dst))
+}
+
+// restoreOps restore one key: RESTORE with REPLACE, the expiry absolute
+// (ABSTTL) and the LRU/LFU hints on 5.0+. On older targets a relative TTL
+// could not be exact, so the key is restored without one and PEXPIREAT
+// follows; before 3.0 RESTORE has no REPLACE, so DEL goes first.
+func restoreOps(rec *rdb.Record, payload []byte, target redisproc.Version) []writer.Op {
+	args := [][]byte{[]byte("RESTORE"), rec.Key, []byte("0"), payload}
+	var ops []writer.Op
+	switch {
+	case target.AtLeast(5, 0):
+		args = append(args, []byte("REPLACE"))
+		if rec.ExpireMs != 0 {
+			args[2] = []byte(strconv.FormatInt(rec.ExpireMs, 10))
+			args = append(args, []byte("ABSTTL"))
+		}
+		if rec.Idle >= 0 {
+			args = append(args, []byte("IDLETIME"), []byte(strconv.FormatInt(rec.Idle, 10)))
+		}
+		if rec.Freq >= 0 {
+			args = append(args, []byte("FREQ"), []byte(strconv.Itoa(rec.Freq)))
+		}
+		return []writer.Op{{Args: args, Key: rec.Key}}
+	case target.AtLeast(3, 0):
+		args = append(args, []byte("REPLACE"))
+	default:
+		ops = append(ops, writer.Op{Args: [][]byte{[]byte("DEL"), rec.Key}})
+	}
+	ops = append(ops, writer.Op{Args: args, Key: rec.Key})
+	if rec.ExpireMs != 0 {
+		ops = append(ops, writer.Op{Args: [][]byte{[]byte("PEXPIREAT"), rec.Key, []byte(strconv.FormatInt(rec.ExpireMs, 10))}})
+	}
+	return ops
+}
+
+// incremental applies the command stream until ctx ends or a side fails.
+func (t *Task) incremental(ctx context.Context, link *receiver.Link, w *writer.Writer) error {
+	batchBytes := 256 << 10
+	out := make(chan receiver.Batch, max(1, t.cfg.BufferBytes/batchBytes))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	streamErr := make(chan error, 1)
+	go func() {
+		streamErr <- link.Stream(ctx, out)
+		cancel()
+	}()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	progress := time.NewTicker(10 * time.Second)
+	defer progress.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			err := <-streamErr
+			if werr := w.Err(); werr != nil {
+				return werr
+			}
+			return err
+		case <-tick.C:
+			t.publishApplied(link, w)
+		case <-progress.C:
+			st := t.Status()
+			t.log.Info("progress", "received", st.Received, "applied", st.Applied, "commands", st.Commands)
+		case b := <-out:
+			t.received.Store(b.End)
+			if err := t.apply(b, w); err != nil {
+				cancel()
+				<-streamErr
+				return err
+			}
+			if err := w.Flush(); err != nil {
+				cancel()
+				<-streamErr
+				return err
+			}
+			t.publishApplied(link, w)
+		}
+	}
+}
+
+func (t *Task) publishApplied(link *receiver.Link, w *writer.Writer) {
+	if a := w.Applied(); a > t.applied.Load() {
+		t.applied.Store(a)
+		link.SetApplied(a)
+	}
+}
+
+// apply writes a batch's commands, leaving out PUBLISH (never replayed)
+// and the reserved prefix's keys; a mark at the batch's end covers what
+// was left out and the source's PINGs.
+func (t *Task) apply(b receiver.Batch, w *writer.Writer) error {
+	for _, c := range b.Commands {
+		if skip(c.Args) {
+			if strings.EqualFold(string(c.Args[0]), "PUBLISH") {
+				t.published.Add(1)
+			}
+			continue
+		}
+		if err := w.Write(writer.Op{Args: c.Args, Offset: c.Offset}); err != nil {
+			return err
+		}
+		t.commands.Add(1)
+	}
+	return w.Mark(b.End)
+}
+
+// skip reports the commands a target must not get: PUBLISH, and writes to
+// resync's own keys (the heartbeat). The key filter of the selection
+// issue generalises this.
+func skip(args [][]byte) bool {
+	name := string(args[0])
+	if strings.EqualFold(name, "PUBLISH") || strings.EqualFold(name, "SPUBLISH") {
+		return true
+	}
+	return len(args) > 1 && strings.HasPrefix(string(args[1]), ReservedPrefix) && !strings.EqualFold(name, "SELECT")
+}
