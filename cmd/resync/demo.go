@@ -6,18 +6,22 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/resync/resync/internal/dialer"
 	"github.com/resync/resync/internal/redisproc"
+	"github.com/resync/resync/internal/task"
 )
 
 // runDemo is "resync demo": it starts a throwaway source and target
-// redis-server, writes sample data into the source and shows both. (The sync
-// between them joins the demo with the standalone sync issue.)
+// redis-server, writes sample data into the source, syncs the target from
+// it, writes more while the sync runs, shows both servers and the task's
+// status, and stops the task cleanly.
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("resync demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -63,6 +67,32 @@ func demo(ctx context.Context, binary string, keep bool, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "wrote %d commands of sample data into the source\n\n", n)
 
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	t := task.New(task.Config{Name: "demo", Source: source.DialOptions(), Target: target.DialOptions(), Logger: log})
+	done := make(chan error, 1)
+	go func() { done <- t.Run(ctx) }()
+	if err := waitFor(ctx, t, done, func(st task.Status) bool { return st.State == task.StateSynchronizing }); err != nil {
+		return err
+	}
+
+	live := [][]string{{"SET", "live:1", "written while syncing"}, {"INCRBY", "visits", "1"}, {"LPUSH", "queue:jobs", "urgent"}, {"DEL", "item:0"}}
+	for _, cmd := range live {
+		if _, err := src.Do(cmd...); err != nil {
+			return err
+		}
+	}
+	info, err := src.Do("INFO", "replication")
+	if err != nil {
+		return err
+	}
+	offset, _ := strconv.ParseInt(redisproc.InfoField(info.Text(), "master_repl_offset"), 10, 64)
+	if err := waitFor(ctx, t, done, func(st task.Status) bool { return st.Applied >= offset }); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\nwrote %d more commands into the source while the sync runs; the target follows:\n\n", len(live))
+
 	for _, s := range []struct {
 		name string
 		srv  *redisproc.Server
@@ -77,10 +107,36 @@ func demo(ctx context.Context, binary string, keep bool, out io.Writer) error {
 			return err
 		}
 	}
-	fmt.Fprintln(out, "The target is empty: resync sync, which fills it, is not implemented yet.")
+	st := t.Status()
+	fmt.Fprintf(out, "task %s: state %s, %d keys by full sync, %d commands applied, offset %d applied of %d received\n\n",
+		st.Name, st.State, st.KeysWritten, st.Commands, st.Applied, st.Received)
 	if keep {
-		fmt.Fprintf(out, "\nservers stay up until Ctrl-C: redis-cli -p %d (source), redis-cli -p %d (target)\n", source.Port, target.Port)
+		fmt.Fprintf(out, "the sync runs until Ctrl-C: redis-cli -p %d (source), redis-cli -p %d (target)\n", source.Port, target.Port)
 		<-ctx.Done()
+	}
+	cancel()
+	if err := <-done; err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "task %s: state %s\n", t.Status().Name, t.Status().State)
+	return nil
+}
+
+// waitFor polls the task's status until cond holds, the task ends or a
+// few seconds pass.
+func waitFor(ctx context.Context, t *task.Task, done <-chan error, cond func(task.Status) bool) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond(t.Status()) {
+		select {
+		case err := <-done:
+			return fmt.Errorf("the task ended: %v", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the task is %s after 30s", t.Status().State)
+		}
 	}
 	return nil
 }

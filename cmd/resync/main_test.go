@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/resync/resync/internal/redistest"
 )
@@ -30,7 +31,7 @@ func TestUsage(t *testing.T) {
 }
 
 func TestNotYetBuiltCommandsSaySo(t *testing.T) {
-	for _, name := range []string{"sync", "check", "verify", "dump", "restore", "status", "bench"} {
+	for _, name := range []string{"check", "verify", "dump", "restore", "status", "bench"} {
 		code, _, errOut := runCLI(name, "--source", "redis://127.0.0.1:1")
 		if code != exitUsage || !strings.Contains(errOut, "not implemented yet") {
 			t.Errorf("%s: exit %d, %q", name, code, errOut)
@@ -44,7 +45,8 @@ func TestDemo(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	for _, want := range []string{"source 127.0.0.1:", "user:1", "hash", "(expires in", "target 127.0.0.1:", ": 0 keys"} {
+	for _, want := range []string{"source 127.0.0.1:", "user:1", "hash", "(expires in", "to=synchronizing",
+		"live:1", "written while syncing", "state stopped"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
@@ -75,5 +77,38 @@ func TestDecode(t *testing.T) {
 	}
 	if code, _, errOut := runCLI("decode", bad); code != exitFailed || !strings.Contains(errOut, "truncated") {
 		t.Errorf("truncated file: exit %d, %q", code, errOut)
+	}
+}
+
+// resync sync copies the source, follows it, and exits 0 when stopped.
+func TestSyncCommand(t *testing.T) {
+	src, dst := redistest.Start(t), redistest.Start(t)
+	redistest.Do(t, src, "SET", "before", "1")
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errOut bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"sync", "--source", src.Addr, "--target", "redis://" + dst.Addr, "--name", "cli"}, &out, &errOut)
+	}()
+	waitKey := func(key string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); redistest.Do(t, dst, "EXISTS", key) != "1"; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				cancel()
+				t.Fatalf("%s never reached the target: %s", key, errOut.String())
+			}
+		}
+	}
+	waitKey("before")
+	redistest.Do(t, src, "SET", "after", "2")
+	waitKey("after")
+	cancel()
+	if code := <-done; code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	for _, want := range []string{"to=full_sync", "to=synchronizing", "to=stopped", "task=cli"} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, errOut.String())
+		}
 	}
 }

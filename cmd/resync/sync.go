@@ -2,10 +2,84 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/resync/resync/internal/dialer"
+	"github.com/resync/resync/internal/task"
 )
 
-// runSync is "resync sync"; it comes with a later issue.
+// runSync is "resync sync": full sync, then every write, until stopped.
 func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return notImplemented(stderr, "sync")
+	fs := flag.NewFlagSet("resync sync", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	source := fs.String("source", "", "source URL: redis://[user[:password]@]host:port")
+	target := fs.String("target", "", "target URL")
+	name := fs.String("name", "default", "the task's name (in logs, status and the heartbeat key)")
+	srcPwFile := fs.String("source-password-file", "", "file holding the source's password (else $RESYNC_SOURCE_PASSWORD)")
+	dstPwFile := fs.String("target-password-file", "", "file holding the target's password (else $RESYNC_TARGET_PASSWORD)")
+	buffer := fs.Int("buffer-bytes", 64<<20, "bound on the commands received and not yet written")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if *source == "" || *target == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "resync sync: --source and --target are required")
+		fs.Usage()
+		return exitUsage
+	}
+	var handler slog.Handler = slog.NewTextHandler(stderr, nil)
+	if *logFormat == "json" {
+		handler = slog.NewJSONHandler(stderr, nil)
+	} else if *logFormat != "text" {
+		fmt.Fprintf(stderr, "resync sync: --log-format %q: text or json\n", *logFormat)
+		return exitUsage
+	}
+	log := slog.New(handler)
+	src, err := endpoint("source", *source, *srcPwFile, "RESYNC_SOURCE_PASSWORD", log)
+	if err != nil {
+		fmt.Fprintln(stderr, "resync sync:", err)
+		return exitUsage
+	}
+	dst, err := endpoint("target", *target, *dstPwFile, "RESYNC_TARGET_PASSWORD", log)
+	if err != nil {
+		fmt.Fprintln(stderr, "resync sync:", err)
+		return exitUsage
+	}
+	t := task.New(task.Config{Name: *name, Source: src, Target: dst, BufferBytes: *buffer, Logger: log})
+	if err := t.Run(ctx); err != nil {
+		fmt.Fprintln(stderr, "resync sync: failed:", err)
+		return exitFailed
+	}
+	return exitOK
+}
+
+// endpoint reads a URL and the password that goes with it: from a file,
+// the environment, or (with a warning: the process list shows it) the URL.
+func endpoint(side, url, pwFile, pwEnv string, log *slog.Logger) (dialer.Options, error) {
+	o, err := dialer.ParseURL(url)
+	if err != nil {
+		return o, fmt.Errorf("--%s: %w", side, err)
+	}
+	switch {
+	case pwFile != "":
+		b, err := os.ReadFile(pwFile)
+		if err != nil {
+			return o, fmt.Errorf("--%s-password-file: %w", side, err)
+		}
+		o.Password = strings.TrimRight(string(b), "\r\n")
+		if o.Password == "" {
+			return o, errors.New("--" + side + "-password-file is empty")
+		}
+	case os.Getenv(pwEnv) != "":
+		o.Password = os.Getenv(pwEnv)
+	case o.Password != "":
+		log.Warn("a password in a URL on the command line shows in the process list: use --" + side + "-password-file or $" + pwEnv)
+	}
+	return o, nil
 }
