@@ -5,6 +5,7 @@
 package task
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -21,6 +22,7 @@ import (
 	"github.com/resync/resync/internal/rdb"
 	"github.com/resync/resync/internal/receiver"
 	"github.com/resync/resync/internal/redisproc"
+	"github.com/resync/resync/internal/resp"
 	"github.com/resync/resync/internal/writer"
 )
 
@@ -39,7 +41,10 @@ type Config struct {
 	// Window and WindowBytes bound each writer's commands in flight.
 	Window      int
 	WindowBytes int
-	Logger      *slog.Logger
+	// HeartbeatInterval is how often the heartbeat key is written to the
+	// source (default 1s).
+	HeartbeatInterval time.Duration
+	Logger            *slog.Logger
 }
 
 // States of a task (DESIGN.md).
@@ -68,6 +73,18 @@ type Task struct {
 	rdbTotal    atomic.Int64
 	published   atomic.Int64 // PUBLISH not replayed
 	commands    atomic.Int64
+
+	// Heartbeats seen in the stream and not yet applied, oldest first,
+	// and the lag the last applied one measured (-1: unknown).
+	beats []beat
+	lagMs atomic.Int64
+}
+
+// beat is a heartbeat write seen in the stream: its offset, and the time
+// it holds (resync's own clock, when it was written).
+type beat struct {
+	offset int64
+	sentMs int64
 }
 
 // New returns a task, not yet running.
@@ -81,8 +98,12 @@ func New(cfg Config) *Task {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = time.Second
+	}
 	t := &Task{cfg: cfg, log: cfg.Logger.With("task", cfg.Name), state: StatePrecheck}
 	t.rdbTotal.Store(-1)
+	t.lagMs.Store(-1)
 	return t
 }
 
@@ -99,6 +120,9 @@ type Status struct {
 	RDBBytesTotal  int64 // -1 when unknown (diskless)
 	PublishSkipped int64
 	Commands       int64
+	LagMs          int64 // -1 while unknown
+	SourceAddr     string
+	TargetAddr     string
 }
 
 // Status reports where the task stands.
@@ -108,7 +132,8 @@ func (t *Task) Status() Status {
 	return Status{Name: t.cfg.Name, State: t.state, LastError: t.lastError, ReplID: t.replID,
 		Received: t.received.Load(), Applied: t.applied.Load(), KeysWritten: t.keysWritten.Load(),
 		RDBBytes: t.rdbBytes.Load(), RDBBytesTotal: t.rdbTotal.Load(),
-		PublishSkipped: t.published.Load(), Commands: t.commands.Load()}
+		PublishSkipped: t.published.Load(), Commands: t.commands.Load(), LagMs: t.lagMs.Load(),
+		SourceAddr: t.cfg.Source.Addr, TargetAddr: t.cfg.Target.Addr}
 }
 
 func (t *Task) setState(s string) {
@@ -388,6 +413,12 @@ func (t *Task) incremental(ctx context.Context, link *receiver.Link, w *writer.W
 		streamErr <- link.Stream(ctx, out)
 		cancel()
 	}()
+	hbDone := make(chan struct{})
+	go func() {
+		defer close(hbDone)
+		t.heartbeat(ctx)
+	}()
+	defer func() { <-hbDone }()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	progress := time.NewTicker(10 * time.Second)
@@ -423,17 +454,92 @@ func (t *Task) incremental(ctx context.Context, link *receiver.Link, w *writer.W
 }
 
 func (t *Task) publishApplied(link *receiver.Link, w *writer.Writer) {
-	if a := w.Applied(); a > t.applied.Load() {
+	a := w.Applied()
+	if a > t.applied.Load() {
 		t.applied.Store(a)
 		link.SetApplied(a)
 	}
+	// A heartbeat is applied once the target confirmed everything up to
+	// it: the time it holds, against now, is the lag.
+	t.mu.Lock()
+	n := 0
+	for n < len(t.beats) && t.beats[n].offset <= a {
+		n++
+	}
+	if n > 0 {
+		t.lagMs.Store(max(0, time.Now().UnixMilli()-t.beats[n-1].sentMs))
+		t.beats = append(t.beats[:0], t.beats[n:]...)
+	}
+	t.mu.Unlock()
+}
+
+// HeartbeatKey is the key the task writes to the source.
+func (t *Task) HeartbeatKey() string { return ReservedPrefix + "heartbeat:" + t.cfg.Name }
+
+// heartbeat writes the current time to the source every interval, with a
+// short TTL. A source that refuses (a read-only replica, no SET
+// permission) leaves the lag unknown, with a warning; the task goes on.
+func (t *Task) heartbeat(ctx context.Context) {
+	key := t.HeartbeatKey()
+	ttl := strconv.FormatInt((10 * t.cfg.HeartbeatInterval).Milliseconds(), 10)
+	var c *dialer.Conn
+	defer func() {
+		if c != nil {
+			c.Close()
+		}
+	}()
+	tick := time.NewTicker(t.cfg.HeartbeatInterval)
+	defer tick.Stop()
+	warned := false
+	for {
+		if c == nil {
+			o := t.cfg.Source
+			o.DB = 0
+			var err error
+			if c, err = dialer.Dial(ctx, o); err != nil && ctx.Err() == nil && !warned {
+				t.log.Warn("heartbeat: cannot reach the source; lag unknown", "err", err)
+				warned = true
+			}
+		}
+		if c != nil {
+			_, err := c.Do("SET", key, strconv.FormatInt(time.Now().UnixMilli(), 10), "PX", ttl)
+			if err != nil && ctx.Err() == nil {
+				if !warned {
+					t.log.Warn("heartbeat: the source refuses it; lag unknown", "key", key, "err", err)
+					warned = true
+				}
+				if !isReply(err) {
+					c.Close()
+					c = nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func isReply(err error) bool {
+	var re *resp.RedisError
+	return errors.As(err, &re)
 }
 
 // apply writes a batch's commands, leaving out PUBLISH (never replayed)
 // and the reserved prefix's keys; a mark at the batch's end covers what
 // was left out and the source's PINGs.
 func (t *Task) apply(b receiver.Batch, w *writer.Writer) error {
+	hb := []byte(t.HeartbeatKey())
 	for _, c := range b.Commands {
+		if len(c.Args) >= 3 && bytes.Equal(c.Args[1], hb) && strings.EqualFold(string(c.Args[0]), "SET") {
+			if ms, err := strconv.ParseInt(string(c.Args[2]), 10, 64); err == nil {
+				t.mu.Lock()
+				t.beats = append(t.beats, beat{offset: c.Offset, sentMs: ms})
+				t.mu.Unlock()
+			}
+		}
 		if skip(c.Args) {
 			if strings.EqualFold(string(c.Args[0]), "PUBLISH") {
 				t.published.Add(1)

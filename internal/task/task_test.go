@@ -263,3 +263,54 @@ func TestFunctions(t *testing.T) {
 		t.Fatalf("FCALL on the target: %q", got)
 	}
 }
+
+// The heartbeat measures the lag: reported, and small when idle; its key
+// never reaches the target.
+func TestHeartbeatLag(t *testing.T) {
+	src, dst := redistest.Start(t), redistest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	tk := task.New(task.Config{Name: "hb", Source: src.DialOptions(), Target: dst.DialOptions(), HeartbeatInterval: 50 * time.Millisecond})
+	done := make(chan error, 1)
+	go func() { done <- tk.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(10 * time.Second)
+	for tk.Status().LagMs < 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no lag measured: %+v", tk.Status())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if lag := tk.Status().LagMs; lag > 500 {
+		t.Fatalf("idle lag %d ms", lag)
+	}
+	if redistest.Do(t, src, "EXISTS", tk.HeartbeatKey()) != "1" || redistest.Do(t, dst, "EXISTS", tk.HeartbeatKey()) != "0" {
+		t.Fatal("the heartbeat key is not on the source only")
+	}
+}
+
+// A source that refuses the heartbeat (a read-only replica) is synced
+// all the same, with the lag unknown.
+func TestHeartbeatRefused(t *testing.T) {
+	master := redistest.Start(t)
+	redistest.Do(t, master, "SET", "k", "v")
+	src := redistest.StartReplica(t, master)
+	dst := redistest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	tk := task.New(task.Config{Name: "ro", Source: src.DialOptions(), Target: dst.DialOptions(), HeartbeatInterval: 50 * time.Millisecond})
+	done := make(chan error, 1)
+	go func() { done <- tk.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	redistest.Do(t, master, "SET", "later", "1")
+	deadline := time.Now().Add(10 * time.Second)
+	for redistest.Do(t, dst, "EXISTS", "later") != "1" {
+		if st := tk.Status(); st.State == task.StateFailed || time.Now().After(deadline) {
+			t.Fatalf("status %+v", st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if st := tk.Status(); st.LagMs != -1 || st.State != task.StateSynchronizing {
+		t.Fatalf("status %+v, want lag unknown while synchronizing", st)
+	}
+}
