@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,7 +32,7 @@ func TestUsage(t *testing.T) {
 }
 
 func TestNotYetBuiltCommandsSaySo(t *testing.T) {
-	for _, name := range []string{"check", "verify", "dump", "restore", "status", "bench"} {
+	for _, name := range []string{"check", "verify", "dump", "restore", "bench"} {
 		code, _, errOut := runCLI(name, "--source", "redis://127.0.0.1:1")
 		if code != exitUsage || !strings.Contains(errOut, "not implemented yet") {
 			t.Errorf("%s: exit %d, %q", name, code, errOut)
@@ -87,8 +88,15 @@ func TestSyncCommand(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errOut bytes.Buffer
 	done := make(chan int, 1)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	statusAddr := ln.Addr().String()
+	ln.Close()
 	go func() {
-		done <- run(ctx, []string{"sync", "--source", src.Addr, "--target", "redis://" + dst.Addr, "--name", "cli"}, &out, &errOut)
+		done <- run(ctx, []string{"sync", "--source", src.Addr, "--target", "redis://" + dst.Addr, "--name", "cli",
+			"--status-addr", statusAddr}, &out, &errOut)
 	}()
 	waitKey := func(key string) {
 		t.Helper()
@@ -102,9 +110,19 @@ func TestSyncCommand(t *testing.T) {
 	waitKey("before")
 	redistest.Do(t, src, "SET", "after", "2")
 	waitKey("after")
+	code, sout, serr := runCLI("status", "--status-addr", statusAddr)
+	if code != exitOK || !strings.Contains(sout, "task cli: synchronizing (psync)") || !strings.Contains(sout, "source "+src.Addr) {
+		t.Fatalf("resync status: exit %d\n%s%s", code, sout, serr)
+	}
+	if code, sout, _ := runCLI("status", "--status-addr", statusAddr, "--output", "json"); code != exitOK || !strings.Contains(sout, `"state":"synchronizing"`) {
+		t.Fatalf("resync status --output json: exit %d %s", code, sout)
+	}
 	cancel()
 	if code := <-done; code != exitOK {
 		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if code, _, serr := runCLI("status", "--status-addr", statusAddr); code != exitFailed || !strings.Contains(serr, "no task answers") {
+		t.Fatalf("resync status with no task: exit %d %s", code, serr)
 	}
 	for _, want := range []string{"to=full_sync", "to=synchronizing", "to=stopped", "task=cli"} {
 		if !strings.Contains(errOut.String(), want) {

@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/resync/resync/internal/dialer"
+	"github.com/resync/resync/internal/status"
 	"github.com/resync/resync/internal/task"
 )
 
@@ -25,6 +27,8 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	dstPwFile := fs.String("target-password-file", "", "file holding the target's password (else $RESYNC_TARGET_PASSWORD)")
 	buffer := fs.Int("buffer-bytes", 64<<20, "bound on the commands received and not yet written")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
+	statusAddr := fs.String("status-addr", "127.0.0.1:7780", `serve /status and /metrics here ("" disables; port 0 picks a free one)`)
+	heartbeat := fs.Duration("heartbeat-interval", time.Second, "how often the heartbeat key is written to the source")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -51,7 +55,17 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "resync sync:", err)
 		return exitUsage
 	}
-	t := task.New(task.Config{Name: *name, Source: src, Target: dst, BufferBytes: *buffer, Logger: log})
+	t := task.New(task.Config{Name: *name, Source: src, Target: dst, BufferBytes: *buffer,
+		HeartbeatInterval: *heartbeat, Logger: log})
+	if *statusAddr != "" {
+		srv, err := status.Start(*statusAddr, t, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "resync sync: --status-addr %s: %v\n", *statusAddr, err)
+			return exitUsage
+		}
+		// Up until the process exits: it reports stopped while draining.
+		defer srv.Close()
+	}
 	if err := t.Run(ctx); err != nil {
 		fmt.Fprintln(stderr, "resync sync: failed:", err)
 		return exitFailed

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,6 +74,10 @@ type Task struct {
 	rdbTotal    atomic.Int64
 	published   atomic.Int64 // PUBLISH not replayed
 	commands    atomic.Int64
+	bytesOut    atomic.Int64 // argument bytes sent to the target
+	byName      map[string]int64
+
+	names []string // reused by apply
 
 	// Heartbeats seen in the stream and not yet applied, oldest first,
 	// and the lag the last applied one measured (-1: unknown).
@@ -101,7 +106,7 @@ func New(cfg Config) *Task {
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = time.Second
 	}
-	t := &Task{cfg: cfg, log: cfg.Logger.With("task", cfg.Name), state: StatePrecheck}
+	t := &Task{cfg: cfg, log: cfg.Logger.With("task", cfg.Name), state: StatePrecheck, byName: map[string]int64{}}
 	t.rdbTotal.Store(-1)
 	t.lagMs.Store(-1)
 	return t
@@ -123,6 +128,9 @@ type Status struct {
 	LagMs          int64 // -1 while unknown
 	SourceAddr     string
 	TargetAddr     string
+	BytesWritten   int64
+	// CommandsByName counts the stream's commands applied, by name.
+	CommandsByName map[string]int64
 }
 
 // Status reports where the task stands.
@@ -133,7 +141,8 @@ func (t *Task) Status() Status {
 		Received: t.received.Load(), Applied: t.applied.Load(), KeysWritten: t.keysWritten.Load(),
 		RDBBytes: t.rdbBytes.Load(), RDBBytesTotal: t.rdbTotal.Load(),
 		PublishSkipped: t.published.Load(), Commands: t.commands.Load(), LagMs: t.lagMs.Load(),
-		SourceAddr: t.cfg.Source.Addr, TargetAddr: t.cfg.Target.Addr}
+		SourceAddr: t.cfg.Source.Addr, TargetAddr: t.cfg.Target.Addr, BytesWritten: t.bytesOut.Load(),
+		CommandsByName: maps.Clone(t.byName)}
 }
 
 func (t *Task) setState(s string) {
@@ -340,6 +349,7 @@ func (t *Task) fullSync(ctx context.Context, link *receiver.Link, w *writer.Writ
 				return err
 			}
 		}
+		t.bytesOut.Add(int64(len(payload) + len(rec.Key)))
 		t.keysWritten.Add(1)
 	}
 	for _, f := range d.Functions() {
@@ -532,6 +542,17 @@ func isReply(err error) bool {
 // was left out and the source's PINGs.
 func (t *Task) apply(b receiver.Batch, w *writer.Writer) error {
 	hb := []byte(t.HeartbeatKey())
+	var size int64
+	names := t.names[:0]
+	defer func() {
+		t.bytesOut.Add(size)
+		t.mu.Lock()
+		for _, n := range names {
+			t.byName[n]++
+		}
+		t.mu.Unlock()
+		t.names = names
+	}()
 	for _, c := range b.Commands {
 		if len(c.Args) >= 3 && bytes.Equal(c.Args[1], hb) && strings.EqualFold(string(c.Args[0]), "SET") {
 			if ms, err := strconv.ParseInt(string(c.Args[2]), 10, 64); err == nil {
@@ -550,6 +571,10 @@ func (t *Task) apply(b receiver.Batch, w *writer.Writer) error {
 			return err
 		}
 		t.commands.Add(1)
+		for _, a := range c.Args {
+			size += int64(len(a))
+		}
+		names = append(names, commandName(c.Args[0]))
 	}
 	return w.Mark(b.End)
 }
@@ -563,4 +588,20 @@ func skip(args [][]byte) bool {
 		return true
 	}
 	return len(args) > 1 && strings.HasPrefix(string(args[1]), ReservedPrefix) && !strings.EqualFold(name, "SELECT")
+}
+
+// commandName is a command's name in upper case, for the per-command
+// counts; names past 24 bytes are not Redis commands and count as OTHER.
+func commandName(b []byte) string {
+	var up [24]byte
+	if len(b) > len(up) {
+		return "OTHER"
+	}
+	for i, c := range b {
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		up[i] = c
+	}
+	return string(up[:len(b)])
 }

@@ -1,0 +1,174 @@
+// Package status serves a running task's state over HTTP: GET /status as
+// the JSON DESIGN.md pins, GET /metrics in Prometheus text.
+package status
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/resync/resync/internal/task"
+)
+
+// Doc is the /status document.
+type Doc struct {
+	Name    string   `json:"name"`
+	State   string   `json:"state"`
+	Mode    string   `json:"mode"`
+	LagMs   *int64   `json:"lag_ms"`
+	Shards  []Shard  `json:"shards"`
+	Targets []Target `json:"targets"`
+}
+
+// Shard is one source master's progress.
+type Shard struct {
+	Source         string   `json:"source"`
+	ReplID         string   `json:"replid"`
+	ReceivedOffset int64    `json:"received_offset"`
+	AppliedOffset  int64    `json:"applied_offset"`
+	State          string   `json:"state"`
+	FullSync       FullSync `json:"full_sync"`
+}
+
+// FullSync is a shard's full sync progress.
+type FullSync struct {
+	RDBBytesTotal    *int64 `json:"rdb_bytes_total"`
+	RDBBytesReceived int64  `json:"rdb_bytes_received"`
+	KeysWritten      int64  `json:"keys_written"`
+}
+
+// Target is one target's state.
+type Target struct {
+	Address   string `json:"address"`
+	State     string `json:"state"`
+	LagMs     *int64 `json:"lag_ms"`
+	LastError string `json:"last_error"`
+}
+
+// FromTask builds the document from a task's status.
+func FromTask(st task.Status) Doc {
+	known := func(v int64) *int64 {
+		if v < 0 {
+			return nil
+		}
+		return &v
+	}
+	return Doc{
+		Name: st.Name, State: st.State, Mode: "psync", LagMs: known(st.LagMs),
+		Shards: []Shard{{Source: st.SourceAddr, ReplID: st.ReplID, ReceivedOffset: st.Received,
+			AppliedOffset: st.Applied, State: st.State,
+			FullSync: FullSync{RDBBytesTotal: known(st.RDBBytesTotal), RDBBytesReceived: st.RDBBytes, KeysWritten: st.KeysWritten}}},
+		Targets: []Target{{Address: st.TargetAddr, State: st.State, LagMs: known(st.LagMs), LastError: st.LastError}},
+	}
+}
+
+// Handler serves /status and /metrics for a task.
+func Handler(t *task.Task) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collector{t}, prometheus.NewGoCollector())
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(FromTask(t.Status()))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// Server is a running status server.
+type Server struct {
+	srv  *http.Server
+	addr string
+	done chan error
+}
+
+// Start listens on addr (port 0 picks a free one) and serves the task.
+func Start(addr string, t *task.Task, log *slog.Logger) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{srv: &http.Server{Handler: Handler(t), ReadHeaderTimeout: 5 * time.Second}, addr: ln.Addr().String(), done: make(chan error, 1)}
+	go func() {
+		err := s.srv.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		s.done <- err
+	}()
+	if log != nil {
+		log.Info("status server", "addr", "http://"+s.addr+"/status", "metrics", "http://"+s.addr+"/metrics")
+	}
+	return s, nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() string { return s.addr }
+
+// Close stops the server, letting requests in progress finish briefly.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	s.srv.Shutdown(ctx)
+	return <-s.done
+}
+
+// collector reads the task's status at each scrape: no state of its own.
+type collector struct{ t *task.Task }
+
+var (
+	labels    = []string{"task"}
+	descState = prometheus.NewDesc("resync_state", "1 for the task's current state.", []string{"task", "state"}, nil)
+	descLag   = prometheus.NewDesc("resync_lag_milliseconds", "End-to-end lag measured by the heartbeat (absent while unknown).", labels, nil)
+	descRecv  = prometheus.NewDesc("resync_received_offset", "Replication offset of the last byte read from the source.", labels, nil)
+	descAppl  = prometheus.NewDesc("resync_applied_offset", "Replication offset confirmed on the target.", labels, nil)
+	descKeys  = prometheus.NewDesc("resync_full_sync_keys_written_total", "Keys written by the full sync.", labels, nil)
+	descRDB   = prometheus.NewDesc("resync_full_sync_rdb_bytes_total", "Snapshot bytes received.", labels, nil)
+	descBytes = prometheus.NewDesc("resync_written_bytes_total", "Bytes of commands written to the target.", labels, nil)
+	descCmds  = prometheus.NewDesc("resync_commands_applied_total", "Commands of the stream applied, by name.", []string{"task", "command"}, nil)
+	descPub   = prometheus.NewDesc("resync_publish_skipped_total", "PUBLISH commands of the stream not replayed.", labels, nil)
+	descErrs  = prometheus.NewDesc("resync_errors_total", "Failures of the task.", labels, nil)
+)
+
+var states = []string{task.StatePrecheck, task.StateFullSync, task.StateSynchronizing, "retrying", task.StateFailed, task.StateStopped}
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descState, descLag, descRecv, descAppl, descKeys, descRDB, descBytes, descCmds, descPub, descErrs} {
+		ch <- d
+	}
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	st := c.t.Status()
+	for _, s := range states {
+		v := 0.0
+		if s == st.State {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descState, prometheus.GaugeValue, v, st.Name, s)
+	}
+	if st.LagMs >= 0 {
+		ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(st.LagMs), st.Name)
+	}
+	ch <- prometheus.MustNewConstMetric(descRecv, prometheus.GaugeValue, float64(st.Received), st.Name)
+	ch <- prometheus.MustNewConstMetric(descAppl, prometheus.GaugeValue, float64(st.Applied), st.Name)
+	ch <- prometheus.MustNewConstMetric(descKeys, prometheus.CounterValue, float64(st.KeysWritten), st.Name)
+	ch <- prometheus.MustNewConstMetric(descRDB, prometheus.CounterValue, float64(st.RDBBytes), st.Name)
+	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(st.BytesWritten), st.Name)
+	for name, n := range st.CommandsByName {
+		ch <- prometheus.MustNewConstMetric(descCmds, prometheus.CounterValue, float64(n), st.Name, name)
+	}
+	ch <- prometheus.MustNewConstMetric(descPub, prometheus.CounterValue, float64(st.PublishSkipped), st.Name)
+	errs := 0.0
+	if st.State == task.StateFailed {
+		errs = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descErrs, prometheus.CounterValue, errs, st.Name)
+}

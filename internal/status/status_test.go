@@ -1,0 +1,100 @@
+package status_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/resync/resync/internal/redistest"
+	"github.com/resync/resync/internal/status"
+	"github.com/resync/resync/internal/task"
+)
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %s %v", url, resp.Status, err)
+	}
+	return string(b)
+}
+
+// /status has the fields DESIGN.md pins, through the task's life; /metrics
+// speaks Prometheus text.
+func TestStatusAndMetrics(t *testing.T) {
+	src, dst := redistest.Start(t, "repl-diskless-sync yes"), redistest.Start(t)
+	redistest.Do(t, src, "SET", "k", "v")
+	tk := task.New(task.Config{Name: "st", Source: src.DialOptions(), Target: dst.DialOptions(), HeartbeatInterval: 50 * time.Millisecond})
+	srv, err := status.Start("127.0.0.1:0", tk, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	base := "http://" + srv.Addr()
+
+	var d status.Doc
+	if err := json.Unmarshal([]byte(get(t, base+"/status")), &d); err != nil || d.State != task.StatePrecheck || d.LagMs != nil {
+		t.Fatalf("before Run: %+v %v", d, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tk.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		raw := get(t, base+"/status")
+		d = status.Doc{}
+		if err := json.Unmarshal([]byte(raw), &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.State == task.StateSynchronizing && d.LagMs != nil {
+			// null, not 0, for what is unknown: the snapshot was diskless.
+			if !strings.Contains(raw, `"rdb_bytes_total":null`) {
+				t.Fatalf("diskless snapshot size should be null: %s", raw)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status %s", raw)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	sh := d.Shards[0]
+	if d.Name != "st" || d.Mode != "psync" || sh.Source != src.Addr || sh.ReplID == "" || sh.FullSync.KeysWritten != 1 ||
+		sh.FullSync.RDBBytesReceived == 0 || d.Targets[0].Address != dst.Addr || d.Targets[0].LastError != "" {
+		t.Fatalf("status %+v", d)
+	}
+	redistest.Do(t, src, "SET", "k2", "v")
+	for deadline := time.Now().Add(10 * time.Second); redistest.Do(t, dst, "EXISTS", "k2") != "1"; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("k2 never arrived")
+		}
+	}
+	time.Sleep(150 * time.Millisecond) // the next progress tick
+	m := get(t, base+"/metrics")
+	for _, want := range []string{
+		`resync_state{state="synchronizing",task="st"} 1`,
+		`resync_commands_applied_total{command="SET",task="st"}`,
+		`resync_full_sync_keys_written_total{task="st"} 1`,
+		"resync_applied_offset", "resync_lag_milliseconds", "resync_publish_skipped_total", "go_goroutines",
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(get(t, base+"/status")), &d); err != nil || d.State != task.StateStopped {
+		t.Fatalf("after stop: %+v %v", d, err)
+	}
+}
