@@ -314,3 +314,45 @@ func TestHeartbeatRefused(t *testing.T) {
 		t.Fatalf("status %+v, want lag unknown while synchronizing", st)
 	}
 }
+
+// Every command of the list, issued while the full sync runs and after:
+// once quiet, the target equals the source and the applied offset is
+// the source's.
+func TestCommandLoad(t *testing.T) {
+	src, dst := redistest.Start(t), redistest.Start(t)
+	fill(t, src)
+	bulk(t, src, 50000) // a full sync long enough to write during it
+	r := start(t, src, dst)
+	r.waitState(t, task.StateFullSync)
+	runLoad(t, src, 30)
+	if st := r.task.Status(); st.State != task.StateFullSync {
+		t.Logf("the first load ended after the full sync (state %s): it overlapped only partly", st.State)
+	}
+	r.waitState(t, task.StateSynchronizing)
+	runLoad(t, src, 30)
+	r.waitCaughtUp(t, src)
+	assertEqual(t, src, dst)
+	if st := r.task.Status(); len(st.CommandsByName) < 20 {
+		t.Fatalf("only %d distinct commands applied: %v", len(st.CommandsByName), st.CommandsByName)
+	}
+}
+
+// bulk writes n small strings fast, through a writer.
+func bulk(t *testing.T, s *redisproc.Server, n int) {
+	t.Helper()
+	w, err := writer.Open(context.Background(), writer.Options{Target: s.DialOptions()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for i := range n {
+		if err := w.Write(writer.Op{Args: [][]byte{[]byte("SET"), fmt.Appendf(nil, "bulk:%d", i), []byte("0123456789abcdef0123456789abcdef")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := w.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
