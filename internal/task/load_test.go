@@ -95,7 +95,9 @@ func loadCommands() []loadCommand {
 		cmd(2, 8, func(i int) []string { return s("INCR", "tx") }),
 		cmd(2, 8, func(i int) []string { return s("RPUSH", "txlist", n(i)) }),
 		cmd(2, 8, func(i int) []string { return s("EXEC") }),
-		cmd(2, 8, func(i int) []string { return s("EVAL", "redis.call('SET', KEYS[1], ARGV[1]) return 1", "1", "eval:"+n(i), n(i)) }),
+		cmd(2, 8, func(i int) []string {
+			return s("EVAL", "redis.call('SET', KEYS[1], ARGV[1]) return 1", "1", "eval:"+n(i), n(i))
+		}),
 		cmd(2, 8, func(i int) []string {
 			return s("EVALSHA", "7e2b3c0b8c1a5c7d1a2e7c2b4f6c5a4d3e2f1a0b", "0") // replaced below by the real SHA
 		}),
@@ -107,7 +109,9 @@ func loadCommands() []loadCommand {
 		cmd(5, 0, func(i int) []string { return s("XADD", "stream", "*", "f", n(i)) }),
 		cmd(5, 0, func(i int) []string { return s("XADD", "stream2", "MAXLEN", "5", "*", "g", n(i)) }),
 		cmd(5, 0, func(i int) []string { return s("XTRIM", "stream", "MAXLEN", "30") }),
-		cmd(5, 0, func(i int) []string { return s("XREADGROUP", "GROUP", "grp", "c1", "COUNT", "2", "STREAMS", "stream", ">") }),
+		cmd(5, 0, func(i int) []string {
+			return s("XREADGROUP", "GROUP", "grp", "c1", "COUNT", "2", "STREAMS", "stream", ">")
+		}),
 		cmd(5, 0, func(i int) []string { return s("XCLAIM", "stream", "grp", "c2", "0", "0-1") }),
 		cmd(6, 2, func(i int) []string { return s("XAUTOCLAIM", "stream", "grp", "c3", "0", "0-0", "COUNT", "1") }),
 		cmd(5, 0, func(i int) []string { return s("XDEL", "stream", "0-1") }),
