@@ -2,7 +2,10 @@ module github.com/resync/resync
 
 go 1.26.0
 
-require github.com/prometheus/client_golang v1.25.0
+require (
+	github.com/BurntSushi/toml v1.6.0
+	github.com/prometheus/client_golang v1.25.0
+)
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect

@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -128,5 +131,88 @@ func TestSyncCommand(t *testing.T) {
 		if !strings.Contains(errOut.String(), want) {
 			t.Errorf("log lacks %q:\n%s", want, errOut.String())
 		}
+	}
+}
+
+func TestMain(m *testing.M) {
+	// The test binary doubles as resync, for tests that need a process
+	// (signals).
+	if os.Getenv("RESYNC_TEST_AS_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// A task file gives every setting; flags win over it; mistakes in it are
+// usage errors.
+func TestSyncConfigFile(t *testing.T) {
+	src, dst := redistest.Start(t), redistest.Start(t)
+	redistest.Do(t, src, "SET", "k", "v")
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "task.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`name = "fromfile"
+status_addr = ""
+heartbeat_interval = "100ms"
+buffer_bytes = 1048576
+
+[source]
+url = "redis://%s"
+
+[[target]]
+url = "redis://%s"
+`, src.Addr, dst.Addr)), 0o600)
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errOut bytes.Buffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"sync", "--config", cfg, "--name", "flagwins"}, &out, &errOut) }()
+	for deadline := time.Now().Add(10 * time.Second); redistest.Do(t, dst, "EXISTS", "k") != "1"; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("k never arrived: %s", errOut.String())
+		}
+	}
+	cancel()
+	if code := <-done; code != exitOK || !strings.Contains(errOut.String(), "task=flagwins") {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+
+	for name, body := range map[string]string{
+		"unknown":    "name = \"x\"\ncolour = \"blue\"\n",
+		"two":        "[[target]]\nurl = \"a:1\"\n[[target]]\nurl = \"b:1\"\n",
+		"bad toml":   "name = \n",
+		"bad period": "heartbeat_interval = \"soon\"\n",
+	} {
+		f := filepath.Join(dir, "bad.toml")
+		os.WriteFile(f, []byte(body), 0o600)
+		if code, _, serr := runCLI("sync", "--config", f); code != exitUsage {
+			t.Errorf("%s: exit %d %s", name, code, serr)
+		}
+	}
+}
+
+// SIGTERM stops a running sync cleanly: exit 0, state stopped logged.
+func TestSigtermStopsCleanly(t *testing.T) {
+	src, dst := redistest.Start(t), redistest.Start(t)
+	redistest.Do(t, src, "SET", "k", "v")
+	cmd := exec.Command(os.Args[0], "sync", "--source", src.Addr, "--target", dst.Addr, "--status-addr", "")
+	cmd.Env = append(os.Environ(), "RESYNC_TEST_AS_MAIN=1")
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); redistest.Do(t, dst, "EXISTS", "k") != "1"; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("k never arrived")
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v\n%s", err, errOut.String())
+	}
+	if !strings.Contains(errOut.String(), "to=stopped") {
+		t.Fatalf("no stopped state in the log:\n%s", errOut.String())
 	}
 }

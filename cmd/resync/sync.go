@@ -29,11 +29,43 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	statusAddr := fs.String("status-addr", "127.0.0.1:7780", `serve /status and /metrics here ("" disables; port 0 picks a free one)`)
 	heartbeat := fs.Duration("heartbeat-interval", time.Second, "how often the heartbeat key is written to the source")
+	config := fs.String("config", "", "a TOML task file with these settings (flags given here win)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
+	if *config != "" {
+		f, err := readTaskFile(*config)
+		if err != nil {
+			fmt.Fprintln(stderr, "resync sync:", err)
+			return exitUsage
+		}
+		set := map[string]bool{}
+		fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+		fill := func(name string, dst *string, v string) {
+			if !set[name] && v != "" {
+				*dst = v
+			}
+		}
+		fill("name", name, f.Name)
+		fill("log-format", logFormat, f.LogFormat)
+		fill("source", source, f.Source.URL)
+		fill("source-password-file", srcPwFile, f.Source.PasswordFile)
+		if len(f.Target) == 1 {
+			fill("target", target, f.Target[0].URL)
+			fill("target-password-file", dstPwFile, f.Target[0].PasswordFile)
+		}
+		if f.StatusAddr != nil && !set["status-addr"] {
+			*statusAddr = *f.StatusAddr
+		}
+		if f.HeartbeatInterval.Duration > 0 && !set["heartbeat-interval"] {
+			*heartbeat = f.HeartbeatInterval.Duration
+		}
+		if f.BufferBytes > 0 && !set["buffer-bytes"] {
+			*buffer = f.BufferBytes
+		}
+	}
 	if *source == "" || *target == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "resync sync: --source and --target are required")
+		fmt.Fprintln(stderr, "resync sync: --source and --target are required (or a --config file giving them)")
 		fs.Usage()
 		return exitUsage
 	}
