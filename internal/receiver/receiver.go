@@ -267,6 +267,8 @@ type Batch struct {
 	Commands []Command
 	End      int64
 	Bytes    int
+	// At is when the batch was read from the source.
+	At time.Time
 }
 
 // Stream reads the command stream and sends it to out in batches, until
@@ -335,6 +337,7 @@ func (l *Link) read(ctx context.Context, out chan<- Batch) error {
 			return nil
 		}
 		l.recv.Store(b.End)
+		b.At = time.Now()
 		select {
 		case out <- b:
 		case <-ctx.Done():

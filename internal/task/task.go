@@ -24,6 +24,7 @@ import (
 	"github.com/resync/resync/internal/receiver"
 	"github.com/resync/resync/internal/redisproc"
 	"github.com/resync/resync/internal/resp"
+	"github.com/resync/resync/internal/transform"
 	"github.com/resync/resync/internal/writer"
 )
 
@@ -78,6 +79,10 @@ type Task struct {
 	byName      map[string]int64
 
 	names []string // reused by apply
+
+	sourceVersion redisproc.Version
+	targetVersion redisproc.Version
+	lastBeatMs    int64 // the last heartbeat seen in the stream: the source's time then
 
 	// Heartbeats seen in the stream and not yet applied, oldest first,
 	// and the lag the last applied one measured (-1: unknown).
@@ -172,6 +177,19 @@ func (t *Task) Run(ctx context.Context) error {
 	if err != nil {
 		return t.failed(err)
 	}
+	t.targetVersion = target
+	// The heartbeat runs from before the snapshot: written during the
+	// full sync, it dates the commands the source buffers meanwhile.
+	hbCtx, stopBeat := context.WithCancel(ctx)
+	hbDone := make(chan struct{})
+	go func() {
+		defer close(hbDone)
+		t.heartbeat(hbCtx)
+	}()
+	defer func() {
+		stopBeat()
+		<-hbDone
+	}()
 	t.setState(StateFullSync)
 	link, err := receiver.Connect(ctx, receiver.Options{Source: t.cfg.Source, Logger: t.log})
 	if err != nil {
@@ -182,6 +200,10 @@ func (t *Task) Run(ctx context.Context) error {
 		return t.failed(err)
 	}
 	defer link.Close()
+	// The stream begins when the source took its snapshot, about now: a
+	// floor for dating the commands it buffers before the first
+	// heartbeat arrives.
+	t.lastBeatMs = time.Now().UnixMilli()
 	t.mu.Lock()
 	t.replID = link.ReplID()
 	t.mu.Unlock()
@@ -227,7 +249,14 @@ func (t *Task) precheck(ctx context.Context) (redisproc.Version, error) {
 	if err != nil {
 		return redisproc.Version{}, fmt.Errorf("source: %w", err)
 	}
+	sinfo, err := src.Do("INFO", "server")
 	src.Close()
+	if err != nil {
+		return redisproc.Version{}, fmt.Errorf("source: %w", err)
+	}
+	if t.sourceVersion, err = redisproc.ParseVersion(redisproc.InfoField(sinfo.Text(), "redis_version")); err != nil {
+		return redisproc.Version{}, fmt.Errorf("source: %w", err)
+	}
 	dst, err := dialer.Dial(ctx, t.cfg.Target)
 	if err != nil {
 		return redisproc.Version{}, fmt.Errorf("target: %w", err)
@@ -423,12 +452,7 @@ func (t *Task) incremental(ctx context.Context, link *receiver.Link, w *writer.W
 		streamErr <- link.Stream(ctx, out)
 		cancel()
 	}()
-	hbDone := make(chan struct{})
-	go func() {
-		defer close(hbDone)
-		t.heartbeat(ctx)
-	}()
-	defer func() { <-hbDone }()
+
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	progress := time.NewTicker(10 * time.Second)
@@ -542,6 +566,11 @@ func isReply(err error) bool {
 // was left out and the source's PINGs.
 func (t *Task) apply(b receiver.Batch, w *writer.Writer) error {
 	hb := []byte(t.HeartbeatKey())
+	// Sources before 7.0 replicate relative expiries as typed: they are
+	// made absolute on the source's time, estimated by when the batch
+	// arrived, and no later than the last heartbeat in the stream plus
+	// its interval (a backlog arrives late).
+	relative := !t.sourceVersion.AtLeast(7, 0)
 	var size int64
 	names := t.names[:0]
 	defer func() {
@@ -559,6 +588,27 @@ func (t *Task) apply(b receiver.Batch, w *writer.Writer) error {
 				t.mu.Lock()
 				t.beats = append(t.beats, beat{offset: c.Offset, sentMs: ms})
 				t.mu.Unlock()
+				t.lastBeatMs = ms
+			}
+		}
+		if relative && !skip(c.Args) {
+			exec := b.At.UnixMilli()
+			if t.lastBeatMs > 0 {
+				exec = min(exec, t.lastBeatMs+t.cfg.HeartbeatInterval.Milliseconds())
+			}
+			if cmds := transform.AbsoluteTTL(c.Args, exec, t.targetVersion.AtLeast(6, 2), t.targetVersion.AtLeast(5, 0)); cmds != nil {
+				for i, args := range cmds {
+					op := writer.Op{Args: args, Key: c.Args[1]}
+					if i == len(cmds)-1 {
+						op.Offset = c.Offset
+					}
+					if err := w.Write(op); err != nil {
+						return err
+					}
+				}
+				t.commands.Add(1)
+				names = append(names, commandName(c.Args[0]))
+				continue
 			}
 		}
 		if skip(c.Args) {
@@ -567,7 +617,7 @@ func (t *Task) apply(b receiver.Batch, w *writer.Writer) error {
 			}
 			continue
 		}
-		if err := w.Write(writer.Op{Args: c.Args, Offset: c.Offset}); err != nil {
+		if err := w.Write(writer.Op{Args: c.Args, Offset: c.Offset, SourceMayFail: isScript(c.Args[0])}); err != nil {
 			return err
 		}
 		t.commands.Add(1)
@@ -577,6 +627,18 @@ func (t *Task) apply(b receiver.Batch, w *writer.Writer) error {
 		names = append(names, commandName(c.Args[0]))
 	}
 	return w.Mark(b.End)
+}
+
+// isScript reports EVAL, EVALSHA and FCALL: sources before 7.0 replicate
+// a script verbatim, even one that failed half way after writing, so the
+// target answers the same error the source did; that is not a failure.
+func isScript(name []byte) bool {
+	for _, s := range []string{"EVAL", "EVALSHA", "FCALL"} {
+		if strings.EqualFold(string(name), s) {
+			return true
+		}
+	}
+	return false
 }
 
 // skip reports the commands a target must not get: PUBLISH, and writes to

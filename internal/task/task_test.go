@@ -112,10 +112,11 @@ func (r *running) waitState(t *testing.T, state string) {
 	}
 }
 
-// waitCaughtUp waits until the applied offset reaches the source's.
+// waitCaughtUp waits until the applied offset reaches the source's:
+// within 2 s of the writes stopping (the bound).
 func (r *running) waitCaughtUp(t *testing.T, src *redisproc.Server) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(2 * time.Second)
 	for {
 		want, _ := strconv.ParseInt(redisproc.InfoField(redistest.Do(t, src, "INFO", "replication"), "master_repl_offset"), 10, 64)
 		st := r.task.Status()

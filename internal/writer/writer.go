@@ -36,6 +36,10 @@ type Op struct {
 	Offset int64
 	// Key names the key in errors (default: the second argument).
 	Key []byte
+	// SourceMayFail says an error reply is what the source answered too
+	// (a script replicated verbatim that failed half way): it is counted,
+	// not fatal.
+	SourceMayFail bool
 }
 
 // Error is an error reply from the target, or a lost connection, with the
@@ -63,12 +67,13 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // pending is a command sent and not yet answered.
 type pending struct {
-	name   string
-	key    string
-	size   int
-	offset int64
-	mark   bool      // no command: only an offset to reach
-	queued []pending // for an EXEC: the commands it runs
+	name    string
+	key     string
+	size    int
+	offset  int64
+	mark    bool      // no command: only an offset to reach
+	lenient bool      // an error reply is counted, not fatal
+	queued  []pending // for an EXEC: the commands it runs
 }
 
 // Writer applies commands to one target. Write, Mark, Flush and Sync are
@@ -90,6 +95,7 @@ type Writer struct {
 
 	applied   atomic.Int64
 	confirmed atomic.Int64 // commands confirmed
+	tolerated atomic.Int64 // error replies the source answered too
 	closing   chan struct{}
 	done      chan struct{}
 }
@@ -117,7 +123,7 @@ func Open(ctx context.Context, o Options) (*Writer, error) {
 // waits while the window is full. It returns the writer's failure, if
 // any: nothing after a failed command counts as applied.
 func (w *Writer) Write(op Op) error {
-	p := pending{name: strings.ToUpper(string(op.Args[0])), offset: op.Offset}
+	p := pending{name: strings.ToUpper(string(op.Args[0])), offset: op.Offset, lenient: op.SourceMayFail}
 	switch {
 	case op.Key != nil:
 		p.key = string(op.Key)
@@ -236,6 +242,9 @@ func (w *Writer) Applied() int64 { return w.applied.Load() }
 // Confirmed counts the commands the target has confirmed.
 func (w *Writer) Confirmed() int64 { return w.confirmed.Load() }
 
+// Tolerated counts the error replies let through (Op.SourceMayFail).
+func (w *Writer) Tolerated() int64 { return w.tolerated.Load() }
+
 // Err returns the writer's failure, if any.
 func (w *Writer) Err() error {
 	w.mu.Lock()
@@ -280,9 +289,12 @@ func (w *Writer) readReplies() {
 				return
 			}
 			if err := check(p, v); err != nil {
-				err.Addr = w.addr
-				w.setErr(err)
-				return
+				if !p.lenient || err.Reply == "" {
+					err.Addr = w.addr
+					w.setErr(err)
+					return
+				}
+				w.tolerated.Add(1)
 			}
 			w.confirmed.Add(1)
 		}
