@@ -33,6 +33,8 @@ func get(t *testing.T, url string) string {
 func TestStatusAndMetrics(t *testing.T) {
 	src, dst := redistest.Start(t, "repl-diskless-sync yes"), redistest.Start(t)
 	redistest.Do(t, src, "SET", "k", "v")
+	redistest.Do(t, src, "SELECT", "1")
+	redistest.Do(t, src, "DEBUG", "POPULATE", "20000") // a full sync long enough to be seen
 	tk := task.New(task.Config{Name: "st", Source: src.DialOptions(), Target: dst.DialOptions(), HeartbeatInterval: 50 * time.Millisecond})
 	srv, err := status.Start("127.0.0.1:0", tk, nil)
 	if err != nil {
@@ -49,11 +51,15 @@ func TestStatusAndMetrics(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- tk.Run(ctx) }()
 	deadline := time.Now().Add(10 * time.Second)
+	var seen []string
 	for {
 		raw := get(t, base+"/status")
 		d = status.Doc{}
 		if err := json.Unmarshal([]byte(raw), &d); err != nil {
 			t.Fatal(err)
+		}
+		if len(seen) == 0 || seen[len(seen)-1] != d.State {
+			seen = append(seen, d.State)
 		}
 		if d.State == task.StateSynchronizing && d.LagMs != nil {
 			// null, not 0, for what is unknown: the snapshot was diskless.
@@ -67,8 +73,11 @@ func TestStatusAndMetrics(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	if !strings.Contains(strings.Join(seen, ","), task.StateFullSync+","+task.StateSynchronizing) {
+		t.Fatalf("states seen: %v, want full_sync then synchronizing", seen)
+	}
 	sh := d.Shards[0]
-	if d.Name != "st" || d.Mode != "psync" || sh.Source != src.Addr || sh.ReplID == "" || sh.FullSync.KeysWritten != 1 ||
+	if d.Name != "st" || d.Mode != "psync" || sh.Source != src.Addr || sh.ReplID == "" || sh.FullSync.KeysWritten != 20001 ||
 		sh.FullSync.RDBBytesReceived == 0 || d.Targets[0].Address != dst.Addr || d.Targets[0].LastError != "" {
 		t.Fatalf("status %+v", d)
 	}
@@ -83,7 +92,7 @@ func TestStatusAndMetrics(t *testing.T) {
 	for _, want := range []string{
 		`resync_state{state="synchronizing",task="st"} 1`,
 		`resync_commands_applied_total{command="SET",task="st"}`,
-		`resync_full_sync_keys_written_total{task="st"} 1`,
+		`resync_full_sync_keys_written_total{task="st"} 20001`,
 		"resync_applied_offset", "resync_lag_milliseconds", "resync_publish_skipped_total", "go_goroutines",
 	} {
 		if !strings.Contains(m, want) {

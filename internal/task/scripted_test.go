@@ -141,3 +141,28 @@ func TestScriptErrorAsOnSource(t *testing.T) {
 		t.Fatalf("the script's write before its error: %q", got)
 	}
 }
+
+// Empty collections (saved by servers with Redis's empty-keys bug) are
+// skipped, as Redis skips them on load; RESTORE would refuse them.
+func TestEmptyCollectionsSkipped(t *testing.T) {
+	redistest.RequireVersion(t, 7, 0, "loads RDB 10")
+	data, err := os.ReadFile(filepath.Join(redistest.RDBFixtures(t), "redis-redis", "corrupt_empty_keys.rdb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := scriptedSource(t, "7.0.0", data, [][]string{{"SELECT", "0"}, {"SET", "after", "1"}})
+	dst := redistest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	tk := task.New(task.Config{Source: dialer.Options{Addr: addr}, Target: dst.DialOptions()})
+	done := make(chan error, 1)
+	go func() { done <- tk.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for deadline := time.Now().Add(10 * time.Second); redistest.Do(t, dst, "EXISTS", "after") != "1"; time.Sleep(10 * time.Millisecond) {
+		if st := tk.Status(); st.State == task.StateFailed || time.Now().After(deadline) {
+			t.Fatalf("status %+v", st)
+		}
+	}
+	if n := redistest.Do(t, dst, "DBSIZE"); n != "1" || tk.Status().KeysWritten != 0 {
+		t.Fatalf("target holds %s keys, %d written by the full sync; want only the streamed one", n, tk.Status().KeysWritten)
+	}
+}

@@ -227,15 +227,17 @@ func (t *Task) Run(ctx context.Context) error {
 	t.setState(StateSynchronizing)
 	err = t.incremental(ctx, link, w)
 	if ctx.Err() != nil {
-		// Stopping: what is in flight is confirmed (or the target is
-		// gone), and the applied offset says how far the target is.
+		// Stopping (the state says so while it drains): what is in
+		// flight is confirmed (or the target is gone), and the applied
+		// offset says how far the target is.
+		t.setState(StateStopped)
 		drain, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if serr := w.Sync(drain); serr != nil && !errors.Is(serr, context.DeadlineExceeded) {
 			t.log.Warn("draining the target", "err", serr)
 		}
 		t.applied.Store(max(t.applied.Load(), w.Applied()))
-		t.setState(StateStopped)
+		t.log.Info("stopped", "applied", t.applied.Load())
 		return nil
 	}
 	return t.failed(err)
