@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/resync/resync/internal/dialer"
+	"github.com/resync/resync/internal/redisproc"
 	"github.com/resync/resync/internal/redistest"
 	"github.com/resync/resync/internal/resp"
 	"github.com/resync/resync/internal/task"
@@ -94,16 +95,7 @@ func TestLuaAuxScriptsLoaded(t *testing.T) {
 			redistest.RequireVersion(t, int(v[0]-'0'), int(v[2]-'0'), "loads the RDB version of Redis "+v)
 			addr := scriptedSource(t, v, data, [][]string{{"SELECT", "0"}, {"EVALSHA", sha, "1", "k", "a"}, {"SET", "after-evalsha", "1"}})
 			dst := redistest.Start(t)
-			ctx, cancel := context.WithCancel(context.Background())
-			tk := task.New(task.Config{Source: dialer.Options{Addr: addr}, Target: dst.DialOptions()})
-			done := make(chan error, 1)
-			go func() { done <- tk.Run(ctx) }()
-			defer func() { cancel(); <-done }()
-			for deadline := time.Now().Add(10 * time.Second); redistest.Do(t, dst, "EXISTS", "after-evalsha") != "1"; time.Sleep(10 * time.Millisecond) {
-				if st := tk.Status(); st.State == task.StateFailed || time.Now().After(deadline) {
-					t.Fatalf("status %+v", st)
-				}
-			}
+			tk := syncUntil(t, addr, dst, "after-evalsha")
 			if got, err := redistest.Dial(t, dst).Do("SCRIPT", "EXISTS", sha); err != nil || len(got.Elems) != 1 || got.Elems[0].Int != 1 {
 				t.Fatalf("SCRIPT EXISTS on the target: %v %v", got, err)
 			}
@@ -127,16 +119,7 @@ func TestScriptErrorAsOnSource(t *testing.T) {
 		{"EVAL", "redis.call('SET', KEYS[1], 'x') return redis.call('INCR', KEYS[1])", "1", "half"},
 		{"SET", "after-eval", "1"}})
 	dst := redistest.Start(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	tk := task.New(task.Config{Source: dialer.Options{Addr: addr}, Target: dst.DialOptions()})
-	done := make(chan error, 1)
-	go func() { done <- tk.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	for deadline := time.Now().Add(10 * time.Second); redistest.Do(t, dst, "EXISTS", "after-eval") != "1"; time.Sleep(10 * time.Millisecond) {
-		if st := tk.Status(); st.State == task.StateFailed || time.Now().After(deadline) {
-			t.Fatalf("status %+v", st)
-		}
-	}
+	syncUntil(t, addr, dst, "after-eval")
 	if got := redistest.Do(t, dst, "GET", "half"); got != "x" {
 		t.Fatalf("the script's write before its error: %q", got)
 	}
@@ -152,17 +135,25 @@ func TestEmptyCollectionsSkipped(t *testing.T) {
 	}
 	addr := scriptedSource(t, "7.0.0", data, [][]string{{"SELECT", "0"}, {"SET", "after", "1"}})
 	dst := redistest.Start(t)
+	tk := syncUntil(t, addr, dst, "after")
+	if n := redistest.Do(t, dst, "DBSIZE"); n != "1" || tk.Status().KeysWritten != 0 {
+		t.Fatalf("target holds %s keys, %d written by the full sync; want only the streamed one", n, tk.Status().KeysWritten)
+	}
+}
+
+// syncUntil runs a task from a scripted source into dst until key has
+// arrived; the task stops when the test ends.
+func syncUntil(t *testing.T, addr string, dst *redisproc.Server, key string) *task.Task {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	tk := task.New(task.Config{Source: dialer.Options{Addr: addr}, Target: dst.DialOptions()})
 	done := make(chan error, 1)
 	go func() { done <- tk.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	for deadline := time.Now().Add(10 * time.Second); redistest.Do(t, dst, "EXISTS", "after") != "1"; time.Sleep(10 * time.Millisecond) {
+	t.Cleanup(func() { cancel(); <-done })
+	for deadline := time.Now().Add(10 * time.Second); redistest.Do(t, dst, "EXISTS", key) != "1"; time.Sleep(10 * time.Millisecond) {
 		if st := tk.Status(); st.State == task.StateFailed || time.Now().After(deadline) {
 			t.Fatalf("status %+v", st)
 		}
 	}
-	if n := redistest.Do(t, dst, "DBSIZE"); n != "1" || tk.Status().KeysWritten != 0 {
-		t.Fatalf("target holds %s keys, %d written by the full sync; want only the streamed one", n, tk.Status().KeysWritten)
-	}
+	return tk
 }
