@@ -113,6 +113,11 @@ func TestSyncCommand(t *testing.T) {
 	waitKey("before")
 	redistest.Do(t, src, "SET", "after", "2")
 	waitKey("after")
+	// The source lists resync with the status port, where no Redis answers.
+	_, port, _ := net.SplitHostPort(statusAddr)
+	if info := redistest.Do(t, src, "INFO", "replication"); !strings.Contains(info, ",port="+port+",") {
+		t.Errorf("the source does not list resync at port %s:\n%s", port, info)
+	}
 	code, sout, serr := runCLI("status", "--status-addr", statusAddr)
 	if code != exitOK || !strings.Contains(sout, "task cli: synchronizing (psync)") || !strings.Contains(sout, "source "+src.Addr) {
 		t.Fatalf("resync status: exit %d\n%s%s", code, sout, serr)

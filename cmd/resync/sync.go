@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -87,16 +89,23 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "resync sync:", err)
 		return exitUsage
 	}
-	t := task.New(task.Config{Name: *name, Source: src, Target: dst, BufferBytes: *buffer,
-		HeartbeatInterval: *heartbeat, Logger: log})
+	cfg := task.Config{Name: *name, Source: src, Target: dst, BufferBytes: *buffer,
+		HeartbeatInterval: *heartbeat, Logger: log}
+	var ln net.Listener
 	if *statusAddr != "" {
-		srv, err := status.Start(*statusAddr, t, log)
-		if err != nil {
+		if ln, err = net.Listen("tcp", *statusAddr); err != nil {
 			fmt.Fprintf(stderr, "resync sync: --status-addr %s: %v\n", *statusAddr, err)
 			return exitUsage
 		}
+		// The source lists resync's link with the status port: no Redis
+		// answers there, so a Sentinel sees a replica it cannot promote.
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		cfg.AnnouncePort, _ = strconv.Atoi(port)
+	}
+	t := task.New(cfg)
+	if ln != nil {
 		// Up until the process exits: it reports stopped while draining.
-		defer srv.Close()
+		defer status.Serve(ln, t, log).Close()
 	}
 	if err := t.Run(ctx); err != nil {
 		fmt.Fprintln(stderr, "resync sync: failed:", err)

@@ -95,6 +95,12 @@ func Start(addr string, t *task.Task, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	return Serve(ln, t, log), nil
+}
+
+// Serve serves the task on a listener the caller opened (to know its
+// port before the task exists).
+func Serve(ln net.Listener, t *task.Task, log *slog.Logger) *Server {
 	s := &Server{srv: &http.Server{Handler: Handler(t), ReadHeaderTimeout: 5 * time.Second}, addr: ln.Addr().String(), done: make(chan error, 1)}
 	go func() {
 		err := s.srv.Serve(ln)
@@ -106,7 +112,7 @@ func Start(addr string, t *task.Task, log *slog.Logger) (*Server, error) {
 	if log != nil {
 		log.Info("status server", "addr", "http://"+s.addr+"/status", "metrics", "http://"+s.addr+"/metrics")
 	}
-	return s, nil
+	return s
 }
 
 // Addr is the address the server listens on.

@@ -43,6 +43,11 @@ type Config struct {
 	// Window and WindowBytes bound each writer's commands in flight.
 	Window      int
 	WindowBytes int
+	// AnnouncePort is the port the source lists resync's replica link
+	// with: one where no Redis answers (resync sync gives its status
+	// server's), so a Sentinel never takes resync for a replica to
+	// promote. 0 announces none.
+	AnnouncePort int
 	// HeartbeatInterval is how often the heartbeat key is written to the
 	// source (default 1s).
 	HeartbeatInterval time.Duration
@@ -191,7 +196,7 @@ func (t *Task) Run(ctx context.Context) error {
 		<-hbDone
 	}()
 	t.setState(StateFullSync)
-	link, err := receiver.Connect(ctx, receiver.Options{Source: t.cfg.Source, Logger: t.log})
+	link, err := receiver.Connect(ctx, receiver.Options{Source: t.cfg.Source, AnnouncePort: t.cfg.AnnouncePort, Logger: t.log})
 	if err != nil {
 		if ctx.Err() != nil {
 			t.setState(StateStopped)
