@@ -67,31 +67,6 @@ func mustDial(t *testing.T, o dialer.Options) *dialer.Conn {
 	return c
 }
 
-// scriptedPeer listens on a loopback port and runs script on each
-// connection, for server behaviour no real server shows on demand. It
-// returns the address.
-func scriptedPeer(t *testing.T, script func(c net.Conn)) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				script(c)
-			}()
-		}
-	}()
-	return l.Addr().String()
-}
-
 // silent reads what the client sends and never answers, until it hangs up.
 func silent(c net.Conn) { io.Copy(io.Discard, c) }
 
@@ -106,7 +81,7 @@ func TestRefused(t *testing.T) {
 }
 
 func TestTimeoutWhenNobodyAnswers(t *testing.T) {
-	addr := scriptedPeer(t, silent)
+	addr := redistest.ScriptedPeer(t, silent)
 	o := dialer.Options{Addr: addr, Password: pw, ConnectTimeout: 300 * time.Millisecond}
 	start := time.Now()
 	_, err := dialer.Dial(context.Background(), o)
@@ -211,7 +186,7 @@ func TestConnNeverPrintsPassword(t *testing.T) {
 
 func TestLoadingServerIsNotReady(t *testing.T) {
 	// A server still loading its data set answers LOADING.
-	addr := scriptedPeer(t, func(c net.Conn) {
+	addr := redistest.ScriptedPeer(t, func(c net.Conn) {
 		c.Read(make([]byte, 1024))
 		c.Write([]byte("-LOADING Redis is loading the dataset in memory\r\n"))
 		silent(c)
@@ -220,7 +195,7 @@ func TestLoadingServerIsNotReady(t *testing.T) {
 }
 
 func TestCancelDuringLogin(t *testing.T) {
-	addr := scriptedPeer(t, silent)
+	addr := redistest.ScriptedPeer(t, silent)
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(100*time.Millisecond, cancel)
 	start := time.Now()

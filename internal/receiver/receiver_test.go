@@ -317,17 +317,7 @@ func TestSnapshotIsTheRDB(t *testing.T) {
 // and the snapshot, and a diskless snapshot with its EOF mark.
 func scriptedSource(t *testing.T, snapshot []byte, stream string, acks chan<- string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	return redistest.ScriptedPeer(t, func(c net.Conn) {
 		r, w := resp.NewReader(c), bufio.NewWriter(c)
 		mark := strings.Repeat("m", 40)
 		for {
@@ -359,8 +349,7 @@ func scriptedSource(t *testing.T, snapshot []byte, stream string, acks chan<- st
 			}
 			w.Flush()
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 func TestScriptedOldSourceDiskless(t *testing.T) {

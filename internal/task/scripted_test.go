@@ -26,25 +26,10 @@ import (
 // +OK to anything.
 func scriptedSource(t *testing.T, version string, snapshot []byte, stream [][]string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go serveScripted(c, version, snapshot, stream)
-		}
-	}()
-	return ln.Addr().String()
+	return redistest.ScriptedPeer(t, func(c net.Conn) { serveScripted(c, version, snapshot, stream) })
 }
 
 func serveScripted(c net.Conn, version string, snapshot []byte, stream [][]string) {
-	defer c.Close()
 	r, bw := resp.NewReader(c), bufio.NewWriter(c)
 	w := resp.NewWriter(bw)
 	streamed := false

@@ -83,7 +83,10 @@ type Task struct {
 	bytesOut    atomic.Int64 // argument bytes sent to the target
 	byName      map[string]int64
 
-	names []string // reused by apply
+	// counted holds apply's per-command counts of the current batch,
+	// merged into byName once per batch; its keys are allocated once per
+	// distinct name, not per command.
+	counted map[string]*int64
 
 	sourceVersion redisproc.Version
 	targetVersion redisproc.Version
@@ -579,15 +582,16 @@ func (t *Task) apply(b receiver.Batch, w *writer.Writer) error {
 	// its interval (a backlog arrives late).
 	relative := !t.sourceVersion.AtLeast(7, 0)
 	var size int64
-	names := t.names[:0]
 	defer func() {
 		t.bytesOut.Add(size)
 		t.mu.Lock()
-		for _, n := range names {
-			t.byName[n]++
+		for name, n := range t.counted {
+			if *n > 0 {
+				t.byName[name] += *n
+				*n = 0
+			}
 		}
 		t.mu.Unlock()
-		t.names = names
 	}()
 	for _, c := range b.Commands {
 		if len(c.Args) >= 3 && bytes.Equal(c.Args[1], hb) && strings.EqualFold(string(c.Args[0]), "SET") {
@@ -614,7 +618,7 @@ func (t *Task) apply(b receiver.Batch, w *writer.Writer) error {
 					}
 				}
 				t.commands.Add(1)
-				names = append(names, commandName(c.Args[0]))
+				t.count(c.Args[0])
 				continue
 			}
 		}
@@ -631,7 +635,7 @@ func (t *Task) apply(b receiver.Batch, w *writer.Writer) error {
 		for _, a := range c.Args {
 			size += int64(len(a))
 		}
-		names = append(names, commandName(c.Args[0]))
+		t.count(c.Args[0])
 	}
 	return w.Mark(b.End)
 }
@@ -659,18 +663,27 @@ func skip(args [][]byte) bool {
 	return len(args) > 1 && strings.HasPrefix(string(args[1]), ReservedPrefix) && !strings.EqualFold(name, "SELECT")
 }
 
-// commandName is a command's name in upper case, for the per-command
-// counts; names past 24 bytes are not Redis commands and count as OTHER.
-func commandName(b []byte) string {
+// count counts one applied command by its name in upper case; names
+// past 24 bytes are not Redis commands and count as OTHER.
+func (t *Task) count(name []byte) {
 	var up [24]byte
-	if len(b) > len(up) {
-		return "OTHER"
-	}
-	for i, c := range b {
-		if 'a' <= c && c <= 'z' {
-			c -= 'a' - 'A'
+	key := []byte("OTHER")
+	if len(name) <= len(up) {
+		key = up[:len(name)]
+		for i, c := range name {
+			if 'a' <= c && c <= 'z' {
+				c -= 'a' - 'A'
+			}
+			key[i] = c
 		}
-		up[i] = c
 	}
-	return string(up[:len(b)])
+	if n := t.counted[string(key)]; n != nil { // no allocation: a lookup
+		*n++
+		return
+	}
+	if t.counted == nil {
+		t.counted = map[string]*int64{}
+	}
+	one := int64(1)
+	t.counted[string(key)] = &one
 }
