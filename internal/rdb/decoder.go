@@ -31,6 +31,27 @@ const (
 // MaxVersion is the newest RDB version decoded (Redis 7.4).
 const MaxVersion = 12
 
+// LoadsVersion returns the newest RDB version a Redis major.minor server
+// loads: a DUMP payload of a later version is refused by its RESTORE.
+func LoadsVersion(major, minor int) int {
+	v := major*100 + minor
+	switch {
+	case v >= 704:
+		return 12
+	case v >= 702:
+		return 11
+	case v >= 700:
+		return 10
+	case v >= 500:
+		return 9
+	case v >= 400:
+		return 8
+	case v >= 302:
+		return 7
+	}
+	return 6
+}
+
 // Record is one key: where it lives and what it is. Its value is read by
 // Decoder.ReadValue or Decoder.Raw.
 type Record struct {
@@ -97,10 +118,11 @@ type Decoder struct {
 	inKey   bool // errors name rec.Key
 
 	// Reused while reading values.
-	elem    Element
-	scratch []byte
-	num     [24]byte
-	num2    [24]byte // a second number in one element (a hash field and its value)
+	elem      Element
+	elemLimit int // see RawOrElements
+	scratch   []byte
+	num       [24]byte
+	num2      [24]byte // a second number in one element (a hash field and its value)
 }
 
 // NewDecoder reads the file header and returns a decoder for its records.
@@ -294,9 +316,7 @@ func (d *Decoder) ReadValue(rawLimit int, fn func(*Element) error) ([]byte, erro
 	}
 	d.pending = false
 	if rawLimit > 0 {
-		d.in.startRecording(rawLimit)
-		// The type byte is part of the payload but was read before.
-		d.in.rec = append(d.in.rec, d.rec.Type)
+		d.in.startRecording(rawLimit, false, d.rec.Type)
 	}
 	err := d.readValue(d.rec.Type, fn)
 	if rawLimit <= 0 {
@@ -313,6 +333,56 @@ func (d *Decoder) ReadValue(rawLimit int, fn func(*Element) error) ([]byte, erro
 		return nil, nil
 	}
 	return raw, nil
+}
+
+// RawOrElements reads the value of the record Next returned, as its raw
+// bytes when they fit in rawLimit and its collection declares no more
+// than elemLimit elements (0: no element limit) — fn is not called then;
+// otherwise it hands every element, from the first, to fn and returns nil.
+// No more than about rawLimit bytes are held either way: the value is read
+// once cheaply, and again with its elements decoded only when it turns out
+// big. The element count is known up front only for the encodings that
+// declare it (linked lists, hash tables, skiplists); compact encodings are
+// bounded by bytes.
+func (d *Decoder) RawOrElements(rawLimit, elemLimit int, fn func(*Element) error) ([]byte, error) {
+	if d.err != nil {
+		return nil, d.err
+	}
+	if !d.pending {
+		return nil, errors.New("rdb: RawOrElements without a record from Next")
+	}
+	if rawLimit <= 0 || fn == nil {
+		return nil, errors.New("rdb: RawOrElements needs a limit and a callback")
+	}
+	d.pending = false
+	d.in.startRecording(rawLimit, true, d.rec.Type)
+	d.elemLimit = elemLimit
+	err := d.readValue(d.rec.Type, nil)
+	d.elemLimit = 0
+	raw, ok := []byte(nil), false
+	if err == nil {
+		raw, ok = d.in.stopRecording()
+		if ok {
+			return raw, nil
+		}
+	} else if !errors.Is(err, errSpill) {
+		d.in.stopRecording()
+		return nil, d.fail(err)
+	}
+	d.in.replay()
+	if err := d.readValue(d.rec.Type, fn); err != nil {
+		return nil, d.fail(err)
+	}
+	return nil, nil
+}
+
+// declared checks a collection's declared element count against the
+// element limit of RawOrElements.
+func (d *Decoder) declared(n uint64) error {
+	if d.elemLimit > 0 && n > uint64(d.elemLimit) {
+		return errSpill
+	}
+	return nil
 }
 
 // Raw reads the value of the record Next returned and returns its raw

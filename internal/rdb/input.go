@@ -28,6 +28,13 @@ type input struct {
 	rec       []byte // recorded bytes already moved out of buf
 	recMark   int    // buf[recMark:r] is recorded but not yet in rec
 
+	// In spill mode a recording that passes its limit is not dropped:
+	// reading stops with errSpill, so that the value can be read again
+	// from its start (replay) with its elements decoded.
+	spill    bool
+	recStart int64  // stream offset where the recording began
+	recCRC   uint64 // checksum of every byte before it
+
 	// What str returns for strings that are not in buf: an integer's
 	// text, a decompressed LZF string. Reused, so that most strings cost
 	// no allocation.
@@ -60,8 +67,8 @@ func (in *input) fill(n int) error {
 		}
 		if in.r > 0 {
 			in.checksum()
-			if in.recording {
-				in.keep()
+			if in.recording && !in.keep() && in.spill {
+				return errSpill
 			}
 			in.base += int64(in.r)
 			in.w = copy(in.buf, in.buf[in.r:in.w])
@@ -75,33 +82,84 @@ func (in *input) fill(n int) error {
 	return nil
 }
 
-// startRecording begins capturing consumed bytes, up to limit of them.
-func (in *input) startRecording(limit int) {
-	in.recording, in.overflow, in.recLimit = true, false, limit
-	in.rec = in.rec[:0]
+// startRecording begins capturing consumed bytes, up to limit of them,
+// after typ (a value's type byte, read before: the payload starts with
+// it). With spill, passing the limit stops reading with errSpill instead of
+// dropping the recording (see replay).
+func (in *input) startRecording(limit int, spill bool, typ byte) {
+	in.recording, in.overflow, in.recLimit, in.spill = true, false, limit, spill
+	in.rec = append(in.rec[:0], typ)
 	in.recMark = in.r
+	if spill {
+		in.recStart, in.recCRC = in.offset(), in.checksum()
+	}
 }
 
-// keep moves the recorded bytes out of the buffer, or drops the
-// recording once it passes its limit.
-func (in *input) keep() {
+// keep moves the recorded bytes out of the buffer, or, once they pass
+// the limit, drops the recording (reporting false) — in spill mode it
+// keeps them for replay.
+func (in *input) keep() bool {
 	if len(in.rec)+(in.r-in.recMark) > in.recLimit {
+		if in.spill {
+			return false
+		}
 		in.recording, in.overflow = false, true
 		in.rec = in.rec[:0]
-		return
+		return false
 	}
 	in.rec = append(in.rec, in.buf[in.recMark:in.r]...)
 	in.recMark = in.r
+	return true
+}
+
+// errSpill stops a spill-mode recording that passed its limit.
+var errSpill = errors.New("rdb: value over the recording limit")
+
+// replay rewinds the input to where the spilled recording began: the
+// bytes read since (the recording and the buffer) are read again, then
+// the rest of the stream. Offsets and the checksum come out as if the
+// value had been read once.
+func (in *input) replay() {
+	again := make([]byte, 0, len(in.rec)+in.w-in.recMark)
+	// The recording's first byte is the value's type, read before it began.
+	again = append(append(again, in.rec[1:]...), in.buf[in.recMark:in.w]...)
+	in.rd = &replayReader{again: again, rd: in.rd, err: in.err}
+	in.r, in.w, in.crcPos, in.recMark = 0, 0, 0, 0
+	in.base, in.crc, in.err = in.recStart, in.recCRC, nil
+	in.recording, in.spill, in.overflow = false, false, false
+	in.rec = in.rec[:0]
+}
+
+// replayReader reads again bytes already taken from a stream, then the
+// stream (or the error it had already returned).
+type replayReader struct {
+	again []byte
+	rd    io.Reader
+	err   error
+}
+
+func (r *replayReader) Read(p []byte) (int, error) {
+	if len(r.again) > 0 {
+		n := copy(p, r.again)
+		if r.again = r.again[n:]; len(r.again) == 0 {
+			r.again = nil // the copy is not kept alive by the rest of the file
+		}
+		return n, nil
+	}
+	if r.err != nil {
+		return 0, r.err
+	}
+	return r.rd.Read(p)
 }
 
 // stopRecording ends the capture and returns the bytes consumed since
 // startRecording, or ok=false when they were more than the limit. The
 // slice is reused by the next recording.
 func (in *input) stopRecording() (rec []byte, ok bool) {
-	if in.recording {
-		in.keep()
+	if in.recording && !in.keep() && in.spill {
+		return nil, false // still there for replay
 	}
-	in.recording = false
+	in.recording, in.spill = false, false
 	if in.overflow {
 		return nil, false
 	}

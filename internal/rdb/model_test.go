@@ -165,7 +165,15 @@ type decoded struct {
 // decodeFile decodes every key of an RDB file with its elements and raw
 // value.
 func decodeFile(data []byte) (*decoded, error) {
-	d, err := rdb.NewDecoder(bytes.NewReader(data))
+	return decodeFileWith(bytes.NewReader(data), func(d *rdb.Decoder, fn func(*rdb.Element) error) ([]byte, error) {
+		return d.ReadValue(math.MaxInt, fn)
+	})
+}
+
+// decodeFileWith decodes a file reading each value with read, which hands
+// the elements to fn and returns the raw value (or nil).
+func decodeFileWith(r io.Reader, read func(*rdb.Decoder, func(*rdb.Element) error) ([]byte, error)) (*decoded, error) {
+	d, err := rdb.NewDecoder(r)
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +193,7 @@ func decodeFile(data []byte) (*decoded, error) {
 			s = &streamModel{}
 			k.Stream = s
 		}
-		raw, err := d.ReadValue(math.MaxInt, func(e *rdb.Element) error {
+		raw, err := read(d, func(e *rdb.Element) error {
 			switch rec.Kind {
 			case rdb.KindString:
 				k.Str = string(e.Member)

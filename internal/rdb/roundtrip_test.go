@@ -363,25 +363,6 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-// maxRDBVersion is the newest RDB version a server loads.
-func maxRDBVersion(v redisproc.Version) int {
-	switch {
-	case v.AtLeast(7, 4):
-		return 12
-	case v.AtLeast(7, 2):
-		return 11
-	case v.AtLeast(7, 0):
-		return 10
-	case v.AtLeast(5, 0):
-		return 9
-	case v.AtLeast(4, 0):
-		return 8
-	case v.AtLeast(3, 2):
-		return 7
-	}
-	return 6
-}
-
 // TestFixturesLoadedByServer compares the fixtures that have neither a
 // generated JSON nor a Redis 7.0.15 oracle with what the test's own
 // redis-server holds after loading them, when it can: a newer server
@@ -403,7 +384,7 @@ func TestFixturesLoadedByServer(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", f.Path, err)
 		}
-		if got.version > maxRDBVersion(v) || !strings.HasPrefix(string(data), "REDIS") {
+		if got.version > rdb.LoadsVersion(v.Major, v.Minor) || !strings.HasPrefix(string(data), "REDIS") {
 			continue
 		}
 		modules := len(got.moduleAux) > 0

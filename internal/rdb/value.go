@@ -127,6 +127,9 @@ func (d *Decoder) readValue(typ byte, fn visit) error {
 		if err != nil {
 			return fmt.Errorf("element count: %w", err)
 		}
+		if err := d.declared(n); err != nil {
+			return err
+		}
 		for i := uint64(0); i < n; i++ {
 			v, err := in.readStr(fn != nil)
 			if err != nil {
@@ -182,6 +185,9 @@ func (d *Decoder) readZSet(typ byte, fn visit) error {
 	n, err := in.plainLength()
 	if err != nil {
 		return fmt.Errorf("member count: %w", err)
+	}
+	if err := d.declared(n); err != nil {
+		return err
 	}
 	for i := uint64(0); i < n; i++ {
 		m, err := in.readStr(fn != nil)
@@ -250,6 +256,9 @@ func (d *Decoder) readHash(typ byte, fn visit) error {
 	n, err := in.plainLength()
 	if err != nil {
 		return fmt.Errorf("field count: %w", err)
+	}
+	if err := d.declared(n); err != nil {
+		return err
 	}
 	for i := uint64(0); i < n; i++ {
 		var expire int64
