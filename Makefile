@@ -29,9 +29,11 @@ fuzz:
 	$(GO) test ./internal/resp -run '^$$' -fuzz FuzzReader -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/rdb -run '^$$' -fuzz FuzzDecoder -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 	$(GO) test ./internal/rdb -run '^$$' -fuzz FuzzLZF -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/command -run '^$$' -fuzz FuzzKeys -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/filter -run '^$$' -fuzz FuzzApply -fuzztime $(FUZZTIME)
 
 bench:
-	$(GO) test ./internal/resp ./internal/rdb -run '^$$' -bench . -benchmem
+	$(GO) test ./internal/resp ./internal/rdb ./internal/filter -run '^$$' -bench . -benchmem
 
 # Long-running fault and endurance runs; none exist yet.
 soak:
