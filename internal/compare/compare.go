@@ -6,12 +6,14 @@ package compare
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/resync/resync/internal/dialer"
+	"github.com/resync/resync/internal/filter"
 	"github.com/resync/resync/internal/resp"
 )
 
@@ -28,6 +30,10 @@ type Options struct {
 	Reverse bool
 	// Batch is how many keys one pipelined round reads (default 500).
 	Batch int
+	// Filter, when set, means what it means to a sync: only the selected
+	// source databases, each compared with the target database it maps
+	// to, and only the keys that pass (the reserved prefix never does).
+	Filter *filter.Filter
 }
 
 // Diff is one difference.
@@ -65,21 +71,43 @@ func Compare(ctx context.Context, source, target *dialer.Conn, o Options) (*Repo
 		if err != nil {
 			return nil, err
 		}
-		b, err := keyspaceDBs(target)
-		if err != nil {
-			return nil, err
+		dbs = a
+		if o.Filter == nil {
+			// Without a mapping a db the target alone has keys in is
+			// compared too (its keys are extra).
+			b, err := keyspaceDBs(target)
+			if err != nil {
+				return nil, err
+			}
+			dbs = append(dbs, b...)
 		}
-		dbs = append(a, b...)
 		slices.Sort(dbs)
 		dbs = slices.Compact(dbs)
 	}
-	rep := &Report{}
+	// Each source db and the target db it is compared with; for
+	// --reverse, each target db and the source dbs its keys come from.
+	pairs := map[int]int{}
+	sources := map[int][]int{}
 	for _, db := range dbs {
-		if err := compareDB(ctx, source, target, db, o, rep, false); err != nil {
+		t := db
+		if o.Filter != nil {
+			var ok bool
+			if t, ok = o.Filter.DB(db); !ok {
+				continue
+			}
+		}
+		pairs[db] = t
+		sources[t] = append(sources[t], db)
+	}
+	rep := &Report{}
+	for _, db := range slices.Sorted(maps.Keys(pairs)) {
+		if err := compareDB(ctx, source, target, db, pairs[db], o, rep); err != nil {
 			return rep, err
 		}
-		if o.Reverse {
-			if err := compareDB(ctx, target, source, db, o, rep, true); err != nil {
+	}
+	if o.Reverse {
+		for _, t := range slices.Sorted(maps.Keys(sources)) {
+			if err := reverseDB(ctx, target, source, t, sources[t], o, rep); err != nil {
 				return rep, err
 			}
 		}
@@ -125,25 +153,60 @@ func pipeline(c *dialer.Conn, cmds [][]string) ([]resp.Value, error) {
 	return out, nil
 }
 
-// compareDB walks a's keys in db and looks them up in b. With reverse,
-// a is the target and only keys missing from the source are reported.
-func compareDB(ctx context.Context, a, b *dialer.Conn, db int, o Options, rep *Report, reverse bool) error {
-	for _, c := range []*dialer.Conn{a, b} {
-		if _, err := c.Do("SELECT", strconv.Itoa(db)); err != nil {
-			return err
-		}
+// compareDB walks the source's keys in db and compares each with the
+// target's in tdb.
+func compareDB(ctx context.Context, source, target *dialer.Conn, db, tdb int, o Options, rep *Report) error {
+	if _, err := source.Do("SELECT", strconv.Itoa(db)); err != nil {
+		return err
 	}
+	if _, err := target.Do("SELECT", strconv.Itoa(tdb)); err != nil {
+		return err
+	}
+	return scan(ctx, source, o, func(keys []string) error {
+		return compareKeys(source, target, db, keys, o, rep)
+	})
+}
+
+// reverseDB walks the target's keys in tdb and reports those that none of
+// the source dbs it maps from holds.
+func reverseDB(ctx context.Context, target, source *dialer.Conn, tdb int, dbs []int, o Options, rep *Report) error {
+	if _, err := target.Do("SELECT", strconv.Itoa(tdb)); err != nil {
+		return err
+	}
+	return scan(ctx, target, o, func(keys []string) error {
+		for _, db := range dbs {
+			if len(keys) == 0 {
+				return nil
+			}
+			if _, err := source.Do("SELECT", strconv.Itoa(db)); err != nil {
+				return err
+			}
+			var err error
+			if keys, err = absent(source, keys); err != nil {
+				return err
+			}
+		}
+		for _, k := range keys {
+			rep.Diffs = append(rep.Diffs, Diff{DB: tdb, Key: k, Kind: "extra", Detail: "only the target has it"})
+		}
+		return nil
+	})
+}
+
+// scan hands fn the keys of c's selected db, in SCAN batches, leaving out
+// the ones the options exclude.
+func scan(ctx context.Context, c *dialer.Conn, o Options, fn func(keys []string) error) error {
 	cursor := "0"
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		v, err := a.Do("SCAN", cursor, "COUNT", strconv.Itoa(o.Batch))
+		v, err := c.Do("SCAN", cursor, "COUNT", strconv.Itoa(o.Batch))
 		if err != nil {
 			return err
 		}
 		if len(v.Elems) != 2 {
-			return fmt.Errorf("%s: SCAN reply %v", a.Addr(), v)
+			return fmt.Errorf("%s: SCAN reply %v", c.Addr(), v)
 		}
 		cursor = v.Elems[0].Text()
 		var keys []string
@@ -151,13 +214,12 @@ func compareDB(ctx context.Context, a, b *dialer.Conn, db int, o Options, rep *R
 			if o.SkipPrefix != "" && strings.HasPrefix(k.Text(), o.SkipPrefix) {
 				continue
 			}
+			if o.Filter != nil && !o.Filter.Key(k.Str) {
+				continue
+			}
 			keys = append(keys, k.Text())
 		}
-		if reverse {
-			if err := findExtra(b, db, keys, rep); err != nil {
-				return err
-			}
-		} else if err := compareKeys(a, b, db, keys, o, rep); err != nil {
+		if err := fn(keys); err != nil {
 			return err
 		}
 		if cursor == "0" {
@@ -166,21 +228,23 @@ func compareDB(ctx context.Context, a, b *dialer.Conn, db int, o Options, rep *R
 	}
 }
 
-func findExtra(source *dialer.Conn, db int, keys []string, rep *Report) error {
+// absent returns the keys c's selected db does not hold.
+func absent(c *dialer.Conn, keys []string) ([]string, error) {
 	var cmds [][]string
 	for _, k := range keys {
 		cmds = append(cmds, []string{"EXISTS", k})
 	}
-	vs, err := pipeline(source, cmds)
+	vs, err := pipeline(c, cmds)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var out []string
 	for i, v := range vs {
 		if v.Int == 0 {
-			rep.Diffs = append(rep.Diffs, Diff{DB: db, Key: keys[i], Kind: "extra", Detail: "only the target has it"})
+			out = append(out, keys[i])
 		}
 	}
-	return nil
+	return out, nil
 }
 
 func compareKeys(source, target *dialer.Conn, db int, keys []string, o Options, rep *Report) error {
@@ -300,6 +364,21 @@ func normalize(cmd []string, v resp.Value) string {
 			m = append(m, strconv.Quote(v.Elems[i].Text())+"="+strconv.Quote(v.Elems[i+1].Text()))
 		}
 		slices.Sort(m)
+		return strings.Join(m, ",")
+	case "ZRANGE":
+		// Scores as numbers: servers print one double differently (7.2+
+		// the shortest form, older ones %.17g; -0 as 0 or -0).
+		var m []string
+		for i := 0; i+1 < len(v.Elems); i += 2 {
+			score := v.Elems[i+1].Text()
+			if f, err := strconv.ParseFloat(score, 64); err == nil {
+				if f == 0 {
+					f = 0 // -0 == 0 in a zset's order
+				}
+				score = strconv.FormatFloat(f, 'g', -1, 64)
+			}
+			m = append(m, strconv.Quote(v.Elems[i].Text())+"="+score)
+		}
 		return strings.Join(m, ",")
 	case "XINFO":
 		// Per group: name, pending count, last-delivered-id. Not
