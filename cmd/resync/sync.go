@@ -22,75 +22,53 @@ import (
 func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("resync sync", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	source := fs.String("source", "", "source URL: redis://[user[:password]@]host:port")
-	target := fs.String("target", "", "target URL")
+	source, target := addEndpointFlags(fs, "source"), addEndpointFlags(fs, "target")
 	name := fs.String("name", "default", "the task's name (in logs, status and the heartbeat key)")
-	srcPwFile := fs.String("source-password-file", "", "file holding the source's password (else $RESYNC_SOURCE_PASSWORD)")
-	dstPwFile := fs.String("target-password-file", "", "file holding the target's password (else $RESYNC_TARGET_PASSWORD)")
-	buffer := fs.Int("buffer-bytes", 64<<20, "bound on the commands received and not yet written")
+	buffer := byteSize(64 << 20)
+	fs.Var(&buffer, "buffer-bytes", "bound on the commands received and not yet written (e.g. 64MiB)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	statusAddr := fs.String("status-addr", "127.0.0.1:7780", `serve /status and /metrics here ("" disables; port 0 picks a free one)`)
 	heartbeat := fs.Duration("heartbeat-interval", time.Second, "how often the heartbeat key is written to the source")
 	config := fs.String("config", "", "a TOML task file with these settings (flags given here win)")
+	sel := addSelectionFlags(fs)
+	load := addLoadFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
+	fail := func(err error) int {
+		fmt.Fprintln(stderr, "resync sync:", err)
+		return exitUsage
+	}
 	if *config != "" {
-		f, err := readTaskFile(*config)
-		if err != nil {
-			fmt.Fprintln(stderr, "resync sync:", err)
-			return exitUsage
-		}
-		set := map[string]bool{}
-		fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
-		fill := func(name string, dst *string, v string) {
-			if !set[name] && v != "" {
-				*dst = v
-			}
-		}
-		fill("name", name, f.Name)
-		fill("log-format", logFormat, f.LogFormat)
-		fill("source", source, f.Source.URL)
-		fill("source-password-file", srcPwFile, f.Source.PasswordFile)
-		if len(f.Target) == 1 {
-			fill("target", target, f.Target[0].URL)
-			fill("target-password-file", dstPwFile, f.Target[0].PasswordFile)
-		}
-		if f.StatusAddr != nil && !set["status-addr"] {
-			*statusAddr = *f.StatusAddr
-		}
-		if f.HeartbeatInterval.Duration > 0 && !set["heartbeat-interval"] {
-			*heartbeat = f.HeartbeatInterval.Duration
-		}
-		if f.BufferBytes > 0 && !set["buffer-bytes"] {
-			*buffer = f.BufferBytes
+		if err := applyConfig(fs, *config, source, target); err != nil {
+			return fail(err)
 		}
 	}
-	if *source == "" || *target == "" || fs.NArg() > 0 {
+	if *source.url == "" || *target.url == "" || fs.NArg() > 0 {
 		fmt.Fprintln(stderr, "resync sync: --source and --target are required (or a --config file giving them)")
 		fs.Usage()
 		return exitUsage
 	}
-	var handler slog.Handler = slog.NewTextHandler(stderr, nil)
-	if *logFormat == "json" {
-		handler = slog.NewJSONHandler(stderr, nil)
-	} else if *logFormat != "text" {
-		fmt.Fprintf(stderr, "resync sync: --log-format %q: text or json\n", *logFormat)
-		return exitUsage
-	}
-	log := slog.New(handler)
-	src, err := endpoint("source", *source, *srcPwFile, "RESYNC_SOURCE_PASSWORD", log)
+	log, err := newLogger(*logFormat, stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, "resync sync:", err)
-		return exitUsage
+		return fail(err)
 	}
-	dst, err := endpoint("target", *target, *dstPwFile, "RESYNC_TARGET_PASSWORD", log)
+	src, err := source.options(log)
 	if err != nil {
-		fmt.Fprintln(stderr, "resync sync:", err)
-		return exitUsage
+		return fail(err)
 	}
-	cfg := task.Config{Name: *name, Source: src, Target: dst, BufferBytes: *buffer,
+	dst, err := target.options(log)
+	if err != nil {
+		return fail(err)
+	}
+	cfg := task.Config{Name: *name, Source: src, Target: dst, BufferBytes: int(buffer),
 		HeartbeatInterval: *heartbeat, Logger: log}
+	if cfg.Filter, err = sel.config(); err == nil {
+		err = load.apply(&cfg)
+	}
+	if err != nil {
+		return fail(err)
+	}
 	var ln net.Listener
 	if *statusAddr != "" {
 		if ln, err = net.Listen("tcp", *statusAddr); err != nil {
@@ -137,4 +115,15 @@ func endpoint(side, url, pwFile, pwEnv string, log *slog.Logger) (dialer.Options
 		log.Warn("a password in a URL on the command line shows in the process list: use --" + side + "-password-file or $" + pwEnv)
 	}
 	return o, nil
+}
+
+// newLogger logs to w as text or JSON.
+func newLogger(format string, w io.Writer) (*slog.Logger, error) {
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, nil)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, nil)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: text or json", format)
 }

@@ -42,6 +42,14 @@ type FullSync struct {
 	RDBBytesTotal    *int64 `json:"rdb_bytes_total"`
 	RDBBytesReceived int64  `json:"rdb_bytes_received"`
 	KeysWritten      int64  `json:"keys_written"`
+	// What the full sync left out, or wrote as commands rather than
+	// RESTORE (an older target, --rewrite always, big keys in chunks),
+	// and dropped as more than the target can hold.
+	KeysFiltered  int64 `json:"keys_filtered"`
+	KeysEmpty     int64 `json:"keys_empty_skipped"`
+	KeysRewritten int64 `json:"keys_rewritten"`
+	BigKeys       int64 `json:"big_keys"`
+	Dropped       int64 `json:"dropped_unsupported"`
 }
 
 // Target is one target's state.
@@ -64,7 +72,9 @@ func FromTask(st task.Status) Doc {
 		Name: st.Name, State: st.State, Mode: "psync", LagMs: known(st.LagMs),
 		Shards: []Shard{{Source: st.SourceAddr, ReplID: st.ReplID, ReceivedOffset: st.Received,
 			AppliedOffset: st.Applied, State: st.State,
-			FullSync: FullSync{RDBBytesTotal: known(st.RDBBytesTotal), RDBBytesReceived: st.RDBBytes, KeysWritten: st.KeysWritten}}},
+			FullSync: FullSync{RDBBytesTotal: known(st.RDBBytesTotal), RDBBytesReceived: st.RDBBytes, KeysWritten: st.KeysWritten,
+				KeysFiltered: st.KeysFiltered, KeysEmpty: st.KeysEmpty, KeysRewritten: st.KeysRewritten,
+				BigKeys: st.BigKeys, Dropped: st.Dropped}}},
 		Targets: []Target{{Address: st.TargetAddr, State: st.State, LagMs: known(st.LagMs), LastError: st.LastError}},
 	}
 }
@@ -141,12 +151,17 @@ var (
 	descCmds  = prometheus.NewDesc("resync_commands_applied_total", "Commands of the stream applied, by name.", []string{"task", "command"}, nil)
 	descPub   = prometheus.NewDesc("resync_publish_skipped_total", "PUBLISH commands of the stream not replayed.", labels, nil)
 	descErrs  = prometheus.NewDesc("resync_errors_total", "Failures of the task.", labels, nil)
+	descSkip  = prometheus.NewDesc("resync_skipped_total", "What the task deliberately did not write, by reason: "+
+		"keys_filtered and commands_filtered (the selection and filters), partial_filter (--on-partial-filter skip), "+
+		"empty (empty collections), dropped_unsupported (--drop-unsupported).", []string{"task", "reason"}, nil)
+	descRewr = prometheus.NewDesc("resync_full_sync_keys_rewritten_total", "Keys the full sync wrote as commands, by why: "+
+		"rewrite (the target cannot load the payload, or --rewrite always) or big (chunked).", []string{"task", "why"}, nil)
 )
 
 var states = []string{task.StatePrecheck, task.StateFullSync, task.StateSynchronizing, "retrying", task.StateFailed, task.StateStopped}
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descState, descLag, descRecv, descAppl, descKeys, descRDB, descBytes, descCmds, descPub, descErrs} {
+	for _, d := range []*prometheus.Desc{descState, descLag, descRecv, descAppl, descKeys, descRDB, descBytes, descCmds, descPub, descErrs, descSkip, descRewr} {
 		ch <- d
 	}
 }
@@ -172,6 +187,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descCmds, prometheus.CounterValue, float64(n), st.Name, name)
 	}
 	ch <- prometheus.MustNewConstMetric(descPub, prometheus.CounterValue, float64(st.PublishSkipped), st.Name)
+	for reason, n := range map[string]int64{"keys_filtered": st.KeysFiltered, "commands_filtered": st.CommandsFiltered,
+		"partial_filter": st.PartialSkipped, "empty": st.KeysEmpty, "dropped_unsupported": st.Dropped} {
+		ch <- prometheus.MustNewConstMetric(descSkip, prometheus.CounterValue, float64(n), st.Name, reason)
+	}
+	ch <- prometheus.MustNewConstMetric(descRewr, prometheus.CounterValue, float64(st.KeysRewritten), st.Name, "rewrite")
+	ch <- prometheus.MustNewConstMetric(descRewr, prometheus.CounterValue, float64(st.BigKeys), st.Name, "big")
 	errs := 0.0
 	if st.State == task.StateFailed {
 		errs = 1

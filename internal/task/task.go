@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/resync/resync/internal/dialer"
+	"github.com/resync/resync/internal/filter"
 	"github.com/resync/resync/internal/rdb"
 	"github.com/resync/resync/internal/receiver"
 	"github.com/resync/resync/internal/redisproc"
@@ -52,7 +54,35 @@ type Config struct {
 	// source (default 1s).
 	HeartbeatInterval time.Duration
 	Logger            *slog.Logger
+
+	// Filter selects and maps databases and filters keys and commands;
+	// the task fills in its reserved prefix and the source's database
+	// count.
+	Filter filter.Config
+	// OnConflict is ConflictIntercept (default) or ConflictOverwrite.
+	OnConflict string
+	// Rewrite is RewriteAuto (default) or RewriteAlways.
+	Rewrite string
+	// Past BigKeyBytes of payload or BigKeyElements elements, a key is
+	// written in chunks (defaults DefaultBigKeyBytes, DefaultBigKeyElements;
+	// a negative BigKeyElements means no element bound).
+	BigKeyBytes    int
+	BigKeyElements int
+	// DropUnsupported drops what the target cannot hold (hash field TTLs
+	// before 7.4, streams before 5.0, module values), counted and logged,
+	// instead of failing.
+	DropUnsupported bool
 }
+
+// Conflict rules: what a new task does with a target that holds keys.
+const (
+	// ConflictIntercept refuses to start a new task when a selected
+	// target database holds keys outside the reserved prefix.
+	ConflictIntercept = "intercept"
+	// ConflictOverwrite replaces keys of the same name and leaves the
+	// others alone.
+	ConflictOverwrite = "overwrite"
+)
 
 // States of a task (DESIGN.md).
 const (
@@ -73,20 +103,25 @@ type Task struct {
 	lastError string
 	replID    string
 
-	received    atomic.Int64
-	applied     atomic.Int64
-	keysWritten atomic.Int64
-	rdbBytes    atomic.Int64
-	rdbTotal    atomic.Int64
-	published   atomic.Int64 // PUBLISH not replayed
-	commands    atomic.Int64
-	bytesOut    atomic.Int64 // argument bytes sent to the target
-	byName      map[string]int64
+	received  atomic.Int64
+	applied   atomic.Int64
+	counts    LoadCounts   // the full sync's
+	filtered  atomic.Int64 // stream commands left out by the selection and filters
+	partial   atomic.Int64 // stream commands skipped under --on-partial-filter skip
+	rdbBytes  atomic.Int64
+	rdbTotal  atomic.Int64
+	published atomic.Int64 // PUBLISH not replayed
+	commands  atomic.Int64
+	bytesOut  atomic.Int64 // argument bytes sent to the target
+	byName    map[string]int64
 
 	// counted holds apply's per-command counts of the current batch,
 	// merged into byName once per batch; its keys are allocated once per
 	// distinct name, not per command.
 	counted map[string]*int64
+
+	filter *filter.Filter
+	stream *filter.Stream
 
 	sourceVersion redisproc.Version
 	targetVersion redisproc.Version
@@ -119,6 +154,22 @@ func New(cfg Config) *Task {
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = time.Second
 	}
+	if cfg.OnConflict == "" {
+		cfg.OnConflict = ConflictIntercept
+	}
+	if cfg.Rewrite == "" {
+		cfg.Rewrite = RewriteAuto
+	}
+	if cfg.BigKeyBytes <= 0 {
+		cfg.BigKeyBytes = DefaultBigKeyBytes
+	}
+	switch {
+	case cfg.BigKeyElements == 0:
+		cfg.BigKeyElements = DefaultBigKeyElements
+	case cfg.BigKeyElements < 0:
+		cfg.BigKeyElements = 0
+	}
+	cfg.Filter.ReservedPrefix = ReservedPrefix
 	t := &Task{cfg: cfg, log: cfg.Logger.With("task", cfg.Name), state: StatePrecheck, byName: map[string]int64{}}
 	t.rdbTotal.Store(-1)
 	t.lagMs.Store(-1)
@@ -127,21 +178,26 @@ func New(cfg Config) *Task {
 
 // Status is a snapshot of the task's progress.
 type Status struct {
-	Name           string
-	State          string
-	LastError      string
-	ReplID         string
-	Received       int64
-	Applied        int64
-	KeysWritten    int64
-	RDBBytes       int64
-	RDBBytesTotal  int64 // -1 when unknown (diskless)
-	PublishSkipped int64
-	Commands       int64
-	LagMs          int64 // -1 while unknown
-	SourceAddr     string
-	TargetAddr     string
-	BytesWritten   int64
+	Name        string
+	State       string
+	LastError   string
+	ReplID      string
+	Received    int64
+	Applied     int64
+	KeysWritten int64
+	// What the full sync left out or wrote as commands (LoadCounts).
+	KeysFiltered, KeysEmpty, KeysRewritten, BigKeys, Dropped int64
+	// Stream commands left out by the filters, and skipped as only
+	// partly filterable (--on-partial-filter skip).
+	CommandsFiltered, PartialSkipped int64
+	RDBBytes                         int64
+	RDBBytesTotal                    int64 // -1 when unknown (diskless)
+	PublishSkipped                   int64
+	Commands                         int64
+	LagMs                            int64 // -1 while unknown
+	SourceAddr                       string
+	TargetAddr                       string
+	BytesWritten                     int64
 	// CommandsByName counts the stream's commands applied, by name.
 	CommandsByName map[string]int64
 }
@@ -151,10 +207,13 @@ func (t *Task) Status() Status {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return Status{Name: t.cfg.Name, State: t.state, LastError: t.lastError, ReplID: t.replID,
-		Received: t.received.Load(), Applied: t.applied.Load(), KeysWritten: t.keysWritten.Load(),
+		Received: t.received.Load(), Applied: t.applied.Load(), KeysWritten: t.counts.Keys.Load(),
+		KeysFiltered: t.counts.Filtered.Load(), KeysEmpty: t.counts.Empty.Load(), KeysRewritten: t.counts.Rewritten.Load(),
+		BigKeys: t.counts.Big.Load(), Dropped: t.counts.Dropped.Load(),
+		CommandsFiltered: t.filtered.Load(), PartialSkipped: t.partial.Load(),
 		RDBBytes: t.rdbBytes.Load(), RDBBytesTotal: t.rdbTotal.Load(),
 		PublishSkipped: t.published.Load(), Commands: t.commands.Load(), LagMs: t.lagMs.Load(),
-		SourceAddr: t.cfg.Source.Addr, TargetAddr: t.cfg.Target.Addr, BytesWritten: t.bytesOut.Load(),
+		SourceAddr: t.cfg.Source.Addr, TargetAddr: t.cfg.Target.Addr, BytesWritten: t.bytesOut.Load() + t.counts.Bytes.Load(),
 		CommandsByName: maps.Clone(t.byName)}
 }
 
@@ -232,6 +291,7 @@ func (t *Task) Run(ctx context.Context) error {
 	}
 	t.applied.Store(link.StartOffset())
 	t.received.Store(link.StartOffset())
+	t.stream = t.filter.NewStream()
 	t.setState(StateSynchronizing)
 	err = t.incremental(ctx, link, w)
 	if ctx.Err() != nil {
@@ -251,21 +311,27 @@ func (t *Task) Run(ctx context.Context) error {
 	return t.failed(err)
 }
 
-// precheck: both sides reachable and authenticated; the target holds no
-// key outside the reserved prefix (an overwrite mode comes later).
+// precheck: both sides reachable and authenticated; the selection valid
+// for the source's databases; and, for a new task in intercept mode, no
+// key outside the reserved prefix in the target databases it writes.
 func (t *Task) precheck(ctx context.Context) (redisproc.Version, error) {
 	t.setState(StatePrecheck)
 	src, err := dialer.Dial(ctx, t.cfg.Source)
 	if err != nil {
 		return redisproc.Version{}, fmt.Errorf("source: %w", err)
 	}
+	defer src.Close()
 	sinfo, err := src.Do("INFO", "server")
-	src.Close()
 	if err != nil {
 		return redisproc.Version{}, fmt.Errorf("source: %w", err)
 	}
 	if t.sourceVersion, err = redisproc.ParseVersion(redisproc.InfoField(sinfo.Text(), "redis_version")); err != nil {
 		return redisproc.Version{}, fmt.Errorf("source: %w", err)
+	}
+	fc := t.cfg.Filter
+	fc.Databases = databases(src)
+	if t.filter, err = filter.New(fc); err != nil {
+		return redisproc.Version{}, err
 	}
 	dst, err := dialer.Dial(ctx, t.cfg.Target)
 	if err != nil {
@@ -280,9 +346,35 @@ func (t *Task) precheck(ctx context.Context) (redisproc.Version, error) {
 	if err != nil {
 		return v, fmt.Errorf("target: %w", err)
 	}
+	if err := conflicts(dst, t.filter.TargetDBs(fc.Databases), t.cfg.OnConflict, t.log); err != nil {
+		return v, err
+	}
+	return v, nil
+}
+
+// databases is how many databases a server has (CONFIG GET databases; 16,
+// Redis's default, where CONFIG is not allowed).
+func databases(c *dialer.Conn) int {
+	v, err := c.Do("CONFIG", "GET", "databases")
+	if err == nil && len(v.Elems) == 2 {
+		if n, err := strconv.Atoi(v.Elems[1].Text()); err == nil && n > 0 {
+			return n
+		}
+	}
+	return 16
+}
+
+// conflicts applies the conflict rule to the target databases a task
+// writes: in intercept mode any key outside the reserved prefix refuses
+// the task, with the count per database; in overwrite mode a warning.
+func conflicts(dst *dialer.Conn, dbs []int, mode string, log *slog.Logger) error {
+	if mode == ConflictOverwrite {
+		log.Warn("on-conflict overwrite: target keys named like the source's are replaced; other target keys are left alone")
+		return nil
+	}
 	ks, err := dst.Do("INFO", "keyspace")
 	if err != nil {
-		return v, fmt.Errorf("target: %w", err)
+		return fmt.Errorf("target: %w", err)
 	}
 	var busy []string
 	for line := range strings.Lines(ks.Text()) {
@@ -290,24 +382,29 @@ func (t *Task) precheck(ctx context.Context) (redisproc.Version, error) {
 		if !ok {
 			continue
 		}
-		db := rest[:strings.IndexByte(rest, ':')]
+		name, counts, _ := strings.Cut(rest, ":")
+		db, err := strconv.Atoi(name)
+		if err != nil || !slices.Contains(dbs, db) {
+			continue
+		}
 		n, err := foreignKeys(dst, db)
 		if err != nil {
-			return v, fmt.Errorf("target: %w", err)
+			return fmt.Errorf("target: %w", err)
 		}
 		if n > 0 {
-			busy = append(busy, fmt.Sprintf("db%s holds keys (%s)", db, strings.TrimPrefix(rest, db+":")))
+			keys, _, _ := strings.Cut(strings.TrimPrefix(counts, "keys="), ",")
+			busy = append(busy, fmt.Sprintf("db%d holds %s keys", db, keys))
 		}
 	}
 	if len(busy) > 0 {
-		return v, fmt.Errorf("the target is not empty: %s; empty it (FLUSHALL) or choose another target", strings.Join(busy, ", "))
+		return fmt.Errorf("the target is not empty: %s (on-conflict intercept); empty those databases, choose another target, or use --on-conflict overwrite to replace keys of the same name and keep the others", strings.Join(busy, ", "))
 	}
-	return v, nil
+	return nil
 }
 
 // foreignKeys counts, up to one, the keys of db outside the reserved prefix.
-func foreignKeys(c *dialer.Conn, db string) (int, error) {
-	if _, err := c.Do("SELECT", db); err != nil {
+func foreignKeys(c *dialer.Conn, db int) (int, error) {
+	if _, err := c.Do("SELECT", strconv.Itoa(db)); err != nil {
 		return 0, err
 	}
 	cursor := "0"
@@ -339,75 +436,30 @@ func (c countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// fullSync writes every key of the snapshot with RESTORE, then the
-// functions and scripts it holds, and waits until the target confirmed
-// all of it.
+// fullSync writes every selected key of the snapshot, then the functions
+// and scripts it holds, and waits until the target confirmed all of it.
 func (t *Task) fullSync(ctx context.Context, link *receiver.Link, w *writer.Writer, target redisproc.Version) error {
 	t.log.Info("full sync", "replid", link.ReplID(), "offset", link.StartOffset(), "rdb_bytes", link.RDBSize())
 	d, err := rdb.NewDecoder(countingReader{link.RDB(), &t.rdbBytes})
 	if err != nil {
 		return fmt.Errorf("snapshot: %w", err)
 	}
-	db := -1
-	var payload []byte
-	var skipped int
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		rec, err := d.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("snapshot: %w", err)
-		}
-		if strings.HasPrefix(string(rec.Key), ReservedPrefix) {
-			continue
-		}
-		raw, err := d.Raw()
-		if err != nil {
-			return fmt.Errorf("snapshot: %w", err)
-		}
-		if empty, err := rdb.IsEmpty(raw); err != nil || empty {
-			if err != nil {
-				return fmt.Errorf("snapshot: key %q: %w", rec.Key, err)
-			}
-			skipped++
-			continue
-		}
-		if rec.DB != db {
-			db = rec.DB
-			if err := w.Write(writer.Op{Args: [][]byte{[]byte("SELECT"), []byte(strconv.Itoa(db))}}); err != nil {
-				return err
-			}
-		}
-		payload = dumpPayload(payload[:0], raw, d.Version())
-		for _, op := range restoreOps(rec, payload, target) {
-			if err := w.Write(op); err != nil {
-				return err
-			}
-		}
-		t.bytesOut.Add(int64(len(payload) + len(rec.Key)))
-		t.keysWritten.Add(1)
-	}
-	for _, f := range d.Functions() {
-		if err := w.Write(writer.Op{Args: [][]byte{[]byte("FUNCTION"), []byte("LOAD"), []byte("REPLACE"), []byte(f.Code)}}); err != nil {
-			return err
-		}
-	}
-	for _, a := range d.Aux() {
-		if a.Key == "lua" {
-			if err := w.Write(writer.Op{Args: [][]byte{[]byte("SCRIPT"), []byte("LOAD"), []byte(a.Value)}}); err != nil {
-				return err
-			}
-		}
+	if err := t.loader(w, target).load(ctx, d); err != nil {
+		return err
 	}
 	if err := w.Sync(ctx); err != nil {
 		return err
 	}
-	t.log.Info("full sync done", "keys", t.keysWritten.Load(), "empty_skipped", skipped, "rdb_bytes", t.rdbBytes.Load())
+	c := &t.counts
+	t.log.Info("full sync done", "keys", c.Keys.Load(), "filtered", c.Filtered.Load(), "empty_skipped", c.Empty.Load(),
+		"rewritten", c.Rewritten.Load(), "big", c.Big.Load(), "dropped", c.Dropped.Load(), "rdb_bytes", t.rdbBytes.Load())
 	return nil
+}
+
+func (t *Task) loader(w *writer.Writer, target redisproc.Version) *loader {
+	return &loader{w: w, filter: t.filter, target: target, always: t.cfg.Rewrite == RewriteAlways,
+		bigBytes: t.cfg.BigKeyBytes, bigElems: t.cfg.BigKeyElements, drop: t.cfg.DropUnsupported,
+		log: t.log, counts: &t.counts}
 }
 
 // dumpPayload appends what DUMP would return for raw: the value, the RDB
@@ -571,9 +623,10 @@ func isReply(err error) bool {
 	return errors.As(err, &re)
 }
 
-// apply writes a batch's commands, leaving out PUBLISH (never replayed)
-// and the reserved prefix's keys; a mark at the batch's end covers what
-// was left out and the source's PINGs.
+// apply writes a batch's commands through the filter (selection,
+// mapping, key and command rules, the reserved prefix; PUBLISH is never
+// replayed); a mark at the batch's end covers what was left out and the
+// source's PINGs.
 func (t *Task) apply(b receiver.Batch, w *writer.Writer) error {
 	hb := []byte(t.HeartbeatKey())
 	// Sources before 7.0 replicate relative expiries as typed: they are
@@ -602,40 +655,57 @@ func (t *Task) apply(b receiver.Batch, w *writer.Writer) error {
 				t.lastBeatMs = ms
 			}
 		}
-		if relative && !skip(c.Args) {
-			exec := b.At.UnixMilli()
-			if t.lastBeatMs > 0 {
-				exec = min(exec, t.lastBeatMs+t.cfg.HeartbeatInterval.Milliseconds())
-			}
-			if cmds := transform.AbsoluteTTL(c.Args, exec, t.targetVersion.AtLeast(6, 2), t.targetVersion.AtLeast(5, 0)); cmds != nil {
-				for i, args := range cmds {
-					op := writer.Op{Args: args, Key: c.Args[1]}
-					if i == len(cmds)-1 {
-						op.Offset = c.Offset
-					}
-					if err := w.Write(op); err != nil {
-						return err
-					}
-				}
-				t.commands.Add(1)
-				t.count(c.Args[0])
-				continue
-			}
-		}
-		if skip(c.Args) {
-			if strings.EqualFold(string(c.Args[0]), "PUBLISH") {
-				t.published.Add(1)
-			}
+		if isPublish(c.Args[0]) {
+			t.published.Add(1)
 			continue
 		}
-		if err := w.Write(writer.Op{Args: c.Args, Offset: c.Offset, SourceMayFail: isScript(c.Args[0])}); err != nil {
-			return err
+		res, err := t.stream.Apply(c.Args)
+		if err != nil {
+			return fmt.Errorf("stream offset %d: %w", c.Offset, err)
 		}
-		t.commands.Add(1)
-		for _, a := range c.Args {
-			size += int64(len(a))
+		if res.Skipped != "" {
+			if n := t.partial.Add(1); n <= droppedWarnings {
+				t.log.Warn("skipped a command the filters can only partly apply (--on-partial-filter skip)", "offset", c.Offset, "reason", res.Skipped)
+			}
 		}
-		t.count(c.Args[0])
+		if res.Dropped {
+			t.filtered.Add(1)
+		}
+		for i, args := range res.Cmds {
+			var offset int64
+			if i == len(res.Cmds)-1 {
+				offset = c.Offset
+			}
+			if relative && len(args) > 1 {
+				exec := b.At.UnixMilli()
+				if t.lastBeatMs > 0 {
+					exec = min(exec, t.lastBeatMs+t.cfg.HeartbeatInterval.Milliseconds())
+				}
+				if cmds := transform.AbsoluteTTL(args, exec, t.targetVersion.AtLeast(6, 2), t.targetVersion.AtLeast(5, 0)); cmds != nil {
+					for j, targs := range cmds {
+						op := writer.Op{Args: targs, Key: args[1]}
+						if j == len(cmds)-1 {
+							op.Offset = offset
+						}
+						if err := w.Write(op); err != nil {
+							return err
+						}
+					}
+					t.count(args[0])
+					continue
+				}
+			}
+			if err := w.Write(writer.Op{Args: args, Offset: offset, SourceMayFail: isScript(args[0])}); err != nil {
+				return err
+			}
+			for _, a := range args {
+				size += int64(len(a))
+			}
+			t.count(args[0])
+		}
+		if len(res.Cmds) > 0 {
+			t.commands.Add(1)
+		}
 	}
 	return w.Mark(b.End)
 }
@@ -652,15 +722,10 @@ func isScript(name []byte) bool {
 	return false
 }
 
-// skip reports the commands a target must not get: PUBLISH, and writes to
-// resync's own keys (the heartbeat). The key filter of the selection
-// issue generalises this.
-func skip(args [][]byte) bool {
-	name := string(args[0])
-	if strings.EqualFold(name, "PUBLISH") || strings.EqualFold(name, "SPUBLISH") {
-		return true
-	}
-	return len(args) > 1 && strings.HasPrefix(string(args[1]), ReservedPrefix) && !strings.EqualFold(name, "SELECT")
+// isPublish reports PUBLISH and SPUBLISH, which are never replayed: a
+// target's subscribers are not the source's.
+func isPublish(name []byte) bool {
+	return strings.EqualFold(string(name), "PUBLISH") || strings.EqualFold(string(name), "SPUBLISH")
 }
 
 // count counts one applied command by its name in upper case; names

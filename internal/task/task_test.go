@@ -83,8 +83,18 @@ type running struct {
 
 func start(t *testing.T, src, dst *redisproc.Server) *running {
 	t.Helper()
+	return startWith(t, src, dst, nil)
+}
+
+// startWith starts a task whose configuration set adjusts.
+func startWith(t *testing.T, src, dst *redisproc.Server, set func(*task.Config)) *running {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	tk := task.New(task.Config{Name: "t", Source: src.DialOptions(), Target: dst.DialOptions()})
+	cfg := task.Config{Name: "t", Source: src.DialOptions(), Target: dst.DialOptions()}
+	if set != nil {
+		set(&cfg)
+	}
+	tk := task.New(cfg)
 	r := &running{task: tk, done: make(chan error, 1), stop: cancel}
 	go func() { r.done <- tk.Run(ctx) }()
 	t.Cleanup(func() {
