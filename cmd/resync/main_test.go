@@ -154,12 +154,16 @@ func TestMain(m *testing.M) {
 func TestSyncConfigFile(t *testing.T) {
 	src, dst := redistest.Start(t), redistest.Start(t)
 	redistest.Do(t, src, "SET", "k", "v")
+	redistest.Do(t, src, "SET", "tmp:k", "v")
+	redistest.Do(t, dst, "SET", "theirs", "v") // allowed by on_conflict = "overwrite"
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "task.toml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`name = "fromfile"
 status_addr = ""
 heartbeat_interval = "100ms"
-buffer_bytes = 1048576
+buffer_bytes = "1MiB"
+on_conflict = "overwrite"
+block_key_prefix = ["skip:", "tmp:"]
 
 [source]
 url = "redis://%s"
@@ -181,12 +185,17 @@ url = "redis://%s"
 	if code := <-done; code != exitOK || !strings.Contains(errOut.String(), "task=flagwins") {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
+	if redistest.Do(t, dst, "EXISTS", "tmp:k") != "0" {
+		t.Fatal("block_key_prefix from the task file was not applied")
+	}
 
 	for name, body := range map[string]string{
 		"unknown":    "name = \"x\"\ncolour = \"blue\"\n",
 		"two":        "[[target]]\nurl = \"a:1\"\n[[target]]\nurl = \"b:1\"\n",
 		"bad toml":   "name = \n",
 		"bad period": "heartbeat_interval = \"soon\"\n",
+		"list":       "on_conflict = [\"a\", \"b\"]\n",
+		"bad size":   "big_key_threshold = \"lots\"\n",
 	} {
 		f := filepath.Join(dir, "bad.toml")
 		os.WriteFile(f, []byte(body), 0o600)

@@ -229,3 +229,18 @@ func TestFlushSwapMoveUnderMapping(t *testing.T) {
 	step([]string{"3:keep", "4:after", "7:keep"},
 		[]string{"SELECT", "1"}, []string{"SET", "z", "1"}, []string{"FLUSHALL"}, []string{"SET", "after", "1"})
 }
+
+// The allow forms: a key regex and a command list, in both phases.
+func TestAllowRegexAndCommands(t *testing.T) {
+	src, dst := redistest.Start(t), redistest.Start(t)
+	fc := filter.Config{AllowKeyRegex: []string{`^u:[0-9]+$`}, AllowCommand: []string{"SET", "DEL"}}
+	doAll(t, redistest.Dial(t, src), []string{"SET", "u:1", "1"}, []string{"SET", "u:x", "1"}, []string{"SET", "v:1", "1"})
+	r := startWith(t, src, dst, func(c *task.Config) { c.Filter = fc })
+	r.waitState(t, task.StateSynchronizing)
+	wantKeys(t, dst, "0:u:1")
+	doAll(t, redistest.Dial(t, src),
+		[]string{"SET", "u:2", "1"}, []string{"HSET", "u:3", "f", "v"}, []string{"DEL", "u:1"},
+		[]string{"SET", "v:2", "1"}, []string{"SET", "u:22x", "1"})
+	r.waitCaughtUp(t, src)
+	wantKeys(t, dst, "0:u:2")
+}
