@@ -291,6 +291,16 @@ func BenchmarkDecodeRaw(b *testing.B) {
 	})
 }
 
+// BenchmarkDecodeRawOrElements is the full sync's path with the big-key
+// bounds (64 MiB, 1M elements): the same raw payloads, checked for size.
+func BenchmarkDecodeRawOrElements(b *testing.B) {
+	fn := func(*rdb.Element) error { return nil }
+	benchDecode(b, func(d *rdb.Decoder) error {
+		_, err := d.RawOrElements(64<<20, 1_000_000, fn)
+		return err
+	})
+}
+
 // BenchmarkDecodeElements decodes every element (RDB to commands, decode).
 func BenchmarkDecodeElements(b *testing.B) {
 	elems := 0
