@@ -6,10 +6,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/resync/resync/internal/dialer"
-	"github.com/resync/resync/internal/filter"
 	"github.com/resync/resync/internal/rdb"
-	"github.com/resync/resync/internal/redisproc"
 	"github.com/resync/resync/internal/writer"
 )
 
@@ -21,30 +18,13 @@ import (
 func (t *Task) Restore(ctx context.Context, r io.Reader, size int64) error {
 	t.setState(StatePrecheck)
 	t.rdbTotal.Store(size)
-	dst, err := dialer.Dial(ctx, t.cfg.Target)
-	if err != nil {
-		return t.failed(fmt.Errorf("target: %w", err))
-	}
-	defer dst.Close()
-	info, err := dst.Do("INFO", "server")
-	if err != nil {
-		return t.failed(fmt.Errorf("target: %w", err))
-	}
-	target, err := redisproc.ParseVersion(redisproc.InfoField(info.Text(), "redis_version"))
-	if err != nil {
-		return t.failed(fmt.Errorf("target: %w", err))
-	}
-	t.targetVersion = target
-	fc := t.cfg.Filter
 	// A file does not say how many databases its server had: the
 	// target's count bounds what it can take anyway.
-	fc.Databases = databases(dst)
-	if t.filter, err = filter.New(fc); err != nil {
+	target, err := t.checkTarget(ctx, 0)
+	if err != nil {
 		return t.failed(err)
 	}
-	if err := conflicts(dst, t.filter.TargetDBs(fc.Databases), t.cfg.OnConflict, t.log); err != nil {
-		return t.failed(err)
-	}
+	t.targetVersion = target
 	d, err := rdb.NewDecoder(countingReader{r, &t.rdbBytes})
 	if err != nil {
 		return t.failed(fmt.Errorf("file: %w", err))

@@ -328,11 +328,13 @@ func (t *Task) precheck(ctx context.Context) (redisproc.Version, error) {
 	if t.sourceVersion, err = redisproc.ParseVersion(redisproc.InfoField(sinfo.Text(), "redis_version")); err != nil {
 		return redisproc.Version{}, fmt.Errorf("source: %w", err)
 	}
-	fc := t.cfg.Filter
-	fc.Databases = databases(src)
-	if t.filter, err = filter.New(fc); err != nil {
-		return redisproc.Version{}, err
-	}
+	return t.checkTarget(ctx, databases(src))
+}
+
+// checkTarget reads the target's version, builds the filter for a source
+// of the given number of databases (0: as many as the target has) and
+// applies the conflict rule to the target databases the task writes.
+func (t *Task) checkTarget(ctx context.Context, sourceDBs int) (redisproc.Version, error) {
 	dst, err := dialer.Dial(ctx, t.cfg.Target)
 	if err != nil {
 		return redisproc.Version{}, fmt.Errorf("target: %w", err)
@@ -346,10 +348,14 @@ func (t *Task) precheck(ctx context.Context) (redisproc.Version, error) {
 	if err != nil {
 		return v, fmt.Errorf("target: %w", err)
 	}
-	if err := conflicts(dst, t.filter.TargetDBs(fc.Databases), t.cfg.OnConflict, t.log); err != nil {
+	fc := t.cfg.Filter
+	if fc.Databases = sourceDBs; sourceDBs == 0 {
+		fc.Databases = databases(dst)
+	}
+	if t.filter, err = filter.New(fc); err != nil {
 		return v, err
 	}
-	return v, nil
+	return v, conflicts(dst, t.filter.TargetDBs(fc.Databases), t.cfg.OnConflict, t.log)
 }
 
 // databases is how many databases a server has (CONFIG GET databases; 16,
@@ -361,7 +367,7 @@ func databases(c *dialer.Conn) int {
 			return n
 		}
 	}
-	return 16
+	return filter.DefaultDatabases
 }
 
 // conflicts applies the conflict rule to the target databases a task
