@@ -52,7 +52,7 @@ func TestDumpThenRestore(t *testing.T) {
 			if code != exitOK || !strings.Contains(out, "8 keys written") {
 				t.Fatalf("restore: exit %d: %s %s", code, out, errOut)
 			}
-			rep, err := compare.Compare(context.Background(), redistest.Dial(t, src), redistest.Dial(t, dst),
+			rep, err := compare.Compare(context.Background(), src.DialOptions(), dst.DialOptions(),
 				compare.Options{Reverse: true, SkipPrefix: task.ReservedPrefix})
 			if err != nil {
 				t.Fatal(err)

@@ -1,6 +1,18 @@
 // Package compare walks two servers key by key and reports where the
 // target differs from the source: missing and extra keys, types, values
-// and TTLs. Keys are read with SCAN and the reads pipelined in batches.
+// and TTLs.
+//
+// Keys are found with SCAN and read in pipelined batches by several
+// workers at once, each with its own connections. A batch costs three
+// commands per key on each side (TYPE, PTTL and the first 16 KiB of a
+// string) and one more round for collections; a value bigger than one
+// read (a long string, a collection past a few hundred elements) is
+// compared in chunks — GETRANGE, LRANGE, ZRANGE by rank, HSCAN against
+// HMGET, SSCAN against SISMEMBER, XRANGE — so no value is ever held whole.
+//
+// A pass can be repeated for the keys that differed (Recheck), which is
+// how verify tells a key that was merely in flight on a running sync
+// from one that really differs.
 package compare
 
 import (
@@ -10,109 +22,209 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/resync/resync/internal/dialer"
 	"github.com/resync/resync/internal/filter"
-	"github.com/resync/resync/internal/resp"
 )
 
 // Options say what to compare.
 type Options struct {
-	// DBs to compare; empty means every database either side holds keys in.
+	// DBs to compare (source databases); empty means every database
+	// either side holds keys in.
 	DBs []int
-	// TTLTolerance is how far two TTLs may differ (default 2s).
-	TTLTolerance time.Duration
-	// SkipPrefix, when not empty, leaves out the keys under it on both
-	// sides (resync's reserved prefix).
-	SkipPrefix string
-	// Reverse also looks for keys only the target has.
-	Reverse bool
-	// Batch is how many keys one pipelined round reads (default 500).
-	Batch int
 	// Filter, when set, means what it means to a sync: only the selected
 	// source databases, each compared with the target database it maps
 	// to, and only the keys that pass (the reserved prefix never does).
 	Filter *filter.Filter
+	// SkipPrefix, when not empty, leaves out the keys under it on both
+	// sides (resync's reserved prefix, when there is no Filter).
+	SkipPrefix string
+	// TTLTolerance is how far two TTLs may differ (default 2s).
+	TTLTolerance time.Duration
+	// Reverse also looks for keys only the target has.
+	Reverse bool
+	// Batch is how many keys one pipelined round reads (default 256).
+	Batch int
+	// Workers is how many batches are compared at once, each on its own
+	// pair of connections (default 4).
+	Workers int
+	// Sample, in (0, 1), compares only that fraction of the keys, picked
+	// at random; SampleKeys > 0 compares about that many keys, picked at
+	// random over the whole key space. Zero compares every key.
+	Sample     float64
+	SampleKeys int64
+	// Rate caps the keys read per second from the source (and, for
+	// Reverse, from the target); 0 is no cap.
+	Rate int
 }
 
-// Diff is one difference.
+// Kind is the kind of a difference.
+type Kind string
+
+// Kinds of difference, from the most to the least serious: a key has one.
+const (
+	Missing Kind = "missing" // the source has the key, the target does not
+	Extra   Kind = "extra"   // the target has a key the source does not
+	Type    Kind = "type"    // both have it, as different types
+	Value   Kind = "value"   // same type, different value
+	TTL     Kind = "ttl"     // same value, TTLs apart by more than the tolerance
+)
+
+// Kinds lists every kind, in order.
+var Kinds = []Kind{Missing, Extra, Type, Value, TTL}
+
+// Diff is one key that differs.
 type Diff struct {
-	DB     int
-	Key    string
-	Kind   string // missing, extra, type, value, ttl
-	Detail string
+	// DB is the source database; for Extra, the target database.
+	DB int `json:"db"`
+	// TargetDB is the target database the key is compared in.
+	TargetDB int    `json:"target_db"`
+	Key      string `json:"key"`
+	Kind     Kind   `json:"kind"`
+	Detail   string `json:"detail"`
 }
 
 func (d Diff) String() string {
-	return fmt.Sprintf("db %d key %q: %s: %s", d.DB, d.Key, d.Kind, d.Detail)
+	db := fmt.Sprintf("db %d", d.DB)
+	if d.TargetDB != d.DB {
+		db = fmt.Sprintf("db %d→%d", d.DB, d.TargetDB)
+	}
+	return fmt.Sprintf("%s key %q: %s: %s", db, d.Key, d.Kind, d.Detail)
 }
 
-// Report is the outcome of a comparison.
+// Report is the outcome of Compare.
 type Report struct {
-	Keys  int
+	Keys  int // source keys compared
 	Diffs []Diff
 }
 
 // Equal reports whether no difference was found.
 func (r *Report) Equal() bool { return len(r.Diffs) == 0 }
 
-// Compare compares target with source.
-func Compare(ctx context.Context, source, target *dialer.Conn, o Options) (*Report, error) {
+// Compare compares target with source in one pass and returns every
+// difference; for tests and small data sets (verify streams them).
+func Compare(ctx context.Context, source, target dialer.Options, o Options) (*Report, error) {
+	c := New(source, target, o)
+	rep := &Report{}
+	err := c.Walk(ctx, func(d Diff) { rep.Diffs = append(rep.Diffs, d) })
+	rep.Keys = int(c.Keys())
+	return rep, err
+}
+
+// Comparer compares one source with one target.
+type Comparer struct {
+	source, target dialer.Options
+	o              Options
+
+	// pairs maps each compared source db to its target db; sources is
+	// the reverse: each target db and the source dbs that map to it.
+	planOnce sync.Once
+	planErr  error
+	pairs    map[int]int
+	sources  map[int][]int
+
+	keys       atomic.Int64 // source keys compared
+	targetKeys atomic.Int64 // target keys checked by the reverse pass
+	diffs      atomic.Int64
+
+	mu   sync.Mutex // serializes emit
+	emit func(Diff)
+}
+
+// New returns a Comparer; nothing is dialled until Walk or Recheck.
+func New(source, target dialer.Options, o Options) *Comparer {
 	if o.TTLTolerance <= 0 {
 		o.TTLTolerance = 2 * time.Second
 	}
 	if o.Batch <= 0 {
-		o.Batch = 500
+		o.Batch = 256
 	}
-	dbs := o.DBs
-	if len(dbs) == 0 {
-		a, err := keyspaceDBs(source)
-		if err != nil {
-			return nil, err
-		}
-		dbs = a
-		if o.Filter == nil {
-			// Without a mapping a db the target alone has keys in is
-			// compared too (its keys are extra).
-			b, err := keyspaceDBs(target)
-			if err != nil {
-				return nil, err
-			}
-			dbs = append(dbs, b...)
-		}
-		slices.Sort(dbs)
-		dbs = slices.Compact(dbs)
+	if o.Workers <= 0 {
+		o.Workers = 4
 	}
-	// Each source db and the target db it is compared with; for
-	// --reverse, each target db and the source dbs its keys come from.
-	pairs := map[int]int{}
-	sources := map[int][]int{}
-	for _, db := range dbs {
-		t := db
-		if o.Filter != nil {
-			var ok bool
-			if t, ok = o.Filter.DB(db); !ok {
-				continue
-			}
-		}
-		pairs[db] = t
-		sources[t] = append(sources[t], db)
+	if o.Rate > 0 && o.Batch > max(1, o.Rate/4) {
+		// Smaller batches keep a low rate smooth.
+		o.Batch = max(1, o.Rate/4)
 	}
-	rep := &Report{}
-	for _, db := range slices.Sorted(maps.Keys(pairs)) {
-		if err := compareDB(ctx, source, target, db, pairs[db], o, rep); err != nil {
-			return rep, err
+	return &Comparer{source: source, target: target, o: o}
+}
+
+// Keys returns how many source keys have been compared so far.
+func (c *Comparer) Keys() int64 { return c.keys.Load() }
+
+// TargetKeys returns how many target keys the reverse pass has checked.
+func (c *Comparer) TargetKeys() int64 { return c.targetKeys.Load() }
+
+// Diffs returns how many differences have been found so far.
+func (c *Comparer) Diffs() int64 { return c.diffs.Load() }
+
+func (c *Comparer) report(d Diff) {
+	c.diffs.Add(1)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.emit(d)
+}
+
+// plan decides which databases are compared with which.
+func (c *Comparer) plan(ctx context.Context) error {
+	c.planOnce.Do(func() { c.planErr = c.makePlan(ctx) })
+	return c.planErr
+}
+
+func (c *Comparer) makePlan(ctx context.Context) error {
+	src, err := dialer.Dial(ctx, c.source)
+	if err != nil {
+		return fmt.Errorf("source: %w", err)
+	}
+	defer src.Close()
+	dst, err := dialer.Dial(ctx, c.target)
+	if err != nil {
+		return fmt.Errorf("target: %w", err)
+	}
+	defer dst.Close()
+	sk, err := keyspaceDBs(src)
+	if err != nil {
+		return fmt.Errorf("source: %w", err)
+	}
+	tk, err := keyspaceDBs(dst)
+	if err != nil {
+		return fmt.Errorf("target: %w", err)
+	}
+	f := c.o.Filter
+	mapDB := func(db int) (int, bool) {
+		if f == nil {
+			return db, true
+		}
+		return f.DB(db)
+	}
+	// A source db is compared when it holds keys, or when the target db
+	// it maps to does (then its keys are extra, or missing on the source).
+	candidates := c.o.DBs
+	if len(candidates) == 0 {
+		hi := filter.DefaultDatabases - 1
+		for _, db := range append(slices.Clone(sk), tk...) {
+			hi = max(hi, db)
+		}
+		for db := 0; db <= hi; db++ {
+			candidates = append(candidates, db)
 		}
 	}
-	if o.Reverse {
-		for _, t := range slices.Sorted(maps.Keys(sources)) {
-			if err := reverseDB(ctx, target, source, t, sources[t], o, rep); err != nil {
-				return rep, err
-			}
+	c.pairs, c.sources = map[int]int{}, map[int][]int{}
+	for _, db := range candidates {
+		t, ok := mapDB(db)
+		if !ok {
+			continue
 		}
+		if len(c.o.DBs) == 0 && !slices.Contains(sk, db) && !slices.Contains(tk, t) {
+			continue
+		}
+		c.pairs[db] = t
+		c.sources[t] = append(c.sources[t], db)
 	}
-	return rep, nil
+	return nil
 }
 
 // keyspaceDBs lists the databases INFO keyspace says hold keys.
@@ -124,8 +236,8 @@ func keyspaceDBs(c *dialer.Conn) ([]int, error) {
 	var dbs []int
 	for line := range strings.Lines(v.Text()) {
 		if rest, ok := strings.CutPrefix(line, "db"); ok {
-			n, err := strconv.Atoi(rest[:strings.IndexByte(rest, ':')])
-			if err == nil {
+			name, _, _ := strings.Cut(rest, ":")
+			if n, err := strconv.Atoi(name); err == nil {
 				dbs = append(dbs, n)
 			}
 		}
@@ -133,268 +245,78 @@ func keyspaceDBs(c *dialer.Conn) ([]int, error) {
 	return dbs, nil
 }
 
-// pipeline sends cmds and returns their replies, error replies included.
-func pipeline(c *dialer.Conn, cmds [][]string) ([]resp.Value, error) {
-	w, r := c.Writer(), c.Reader()
-	for _, cmd := range cmds {
-		w.WriteCommandStrings(cmd...)
+// Walk compares every source key (and with Reverse, every target key)
+// and hands each difference to emit, one call at a time.
+func (c *Comparer) Walk(ctx context.Context, emit func(Diff)) error {
+	if err := c.plan(ctx); err != nil {
+		return err
 	}
-	if err := w.Flush(); err != nil {
-		return nil, fmt.Errorf("%s: %w", c.Addr(), err)
-	}
-	out := make([]resp.Value, len(cmds))
-	for i := range cmds {
-		v, err := r.ReadValue()
+	c.emit = emit
+	dbs := slices.Sorted(maps.Keys(c.pairs))
+	tdbs := slices.Sorted(maps.Keys(c.sources))
+	return c.run(ctx, func(ctx context.Context, jobs chan<- job) error {
+		s, err := c.sampler(ctx, c.source, dbs)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", c.Addr(), err)
+			return fmt.Errorf("source: %w", err)
 		}
-		out[i] = v
-	}
-	return out, nil
-}
-
-// compareDB walks the source's keys in db and compares each with the
-// target's in tdb.
-func compareDB(ctx context.Context, source, target *dialer.Conn, db, tdb int, o Options, rep *Report) error {
-	if _, err := source.Do("SELECT", strconv.Itoa(db)); err != nil {
-		return err
-	}
-	if _, err := target.Do("SELECT", strconv.Itoa(tdb)); err != nil {
-		return err
-	}
-	return scan(ctx, source, o, func(keys []string) error {
-		return compareKeys(source, target, db, keys, o, rep)
-	})
-}
-
-// reverseDB walks the target's keys in tdb and reports those that none of
-// the source dbs it maps from holds.
-func reverseDB(ctx context.Context, target, source *dialer.Conn, tdb int, dbs []int, o Options, rep *Report) error {
-	if _, err := target.Do("SELECT", strconv.Itoa(tdb)); err != nil {
-		return err
-	}
-	return scan(ctx, target, o, func(keys []string) error {
 		for _, db := range dbs {
-			if len(keys) == 0 {
-				return nil
-			}
-			if _, err := source.Do("SELECT", strconv.Itoa(db)); err != nil {
-				return err
-			}
-			var err error
-			if keys, err = absent(source, keys); err != nil {
+			if err := c.scanSource(ctx, db, c.pairs[db], s, jobs); err != nil {
 				return err
 			}
 		}
-		for _, k := range keys {
-			rep.Diffs = append(rep.Diffs, Diff{DB: tdb, Key: k, Kind: "extra", Detail: "only the target has it"})
+		if !c.o.Reverse {
+			return nil
+		}
+		if s, err = c.sampler(ctx, c.target, tdbs); err != nil {
+			return fmt.Errorf("target: %w", err)
+		}
+		for _, t := range tdbs {
+			if err := c.scanTarget(ctx, t, s, jobs); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
 }
 
-// scan hands fn the keys of c's selected db, in SCAN batches, leaving out
-// the ones the options exclude.
-func scan(ctx context.Context, c *dialer.Conn, o Options, fn func(keys []string) error) error {
-	cursor := "0"
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
+// Recheck compares again the keys of earlier differences and hands each
+// that still differs to emit (with what it is now: a key missing earlier
+// may now differ in value, or be equal).
+func (c *Comparer) Recheck(ctx context.Context, diffs []Diff, emit func(Diff)) error {
+	if err := c.plan(ctx); err != nil {
+		return err
+	}
+	c.emit = emit
+	return c.run(ctx, func(ctx context.Context, jobs chan<- job) error {
+		type pair struct {
+			db, tdb int
+			extra   bool
 		}
-		v, err := c.Do("SCAN", cursor, "COUNT", strconv.Itoa(o.Batch))
-		if err != nil {
-			return err
-		}
-		if len(v.Elems) != 2 {
-			return fmt.Errorf("%s: SCAN reply %v", c.Addr(), v)
-		}
-		cursor = v.Elems[0].Text()
-		var keys []string
-		for _, k := range v.Elems[1].Elems {
-			if o.SkipPrefix != "" && strings.HasPrefix(k.Text(), o.SkipPrefix) {
-				continue
+		groups := map[pair][][]byte{}
+		var order []pair
+		for _, d := range diffs {
+			p := pair{d.DB, d.TargetDB, d.Kind == Extra}
+			if _, ok := groups[p]; !ok {
+				order = append(order, p)
 			}
-			if o.Filter != nil && !o.Filter.Key(k.Str) {
-				continue
-			}
-			keys = append(keys, k.Text())
+			groups[p] = append(groups[p], []byte(d.Key))
 		}
-		if err := fn(keys); err != nil {
-			return err
-		}
-		if cursor == "0" {
-			return nil
-		}
-	}
-}
-
-// absent returns the keys c's selected db does not hold.
-func absent(c *dialer.Conn, keys []string) ([]string, error) {
-	var cmds [][]string
-	for _, k := range keys {
-		cmds = append(cmds, []string{"EXISTS", k})
-	}
-	vs, err := pipeline(c, cmds)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for i, v := range vs {
-		if v.Int == 0 {
-			out = append(out, keys[i])
-		}
-	}
-	return out, nil
-}
-
-func compareKeys(source, target *dialer.Conn, db int, keys []string, o Options, rep *Report) error {
-	var meta [][]string
-	for _, k := range keys {
-		meta = append(meta, []string{"TYPE", k}, []string{"PTTL", k})
-	}
-	sm, err := pipeline(source, meta)
-	if err != nil {
-		return err
-	}
-	tm, err := pipeline(target, meta)
-	if err != nil {
-		return err
-	}
-	var reads [][]string
-	var readKeys []int
-	for i, k := range keys {
-		st, tt := sm[2*i].Text(), tm[2*i].Text()
-		if st == "none" {
-			continue // gone since the SCAN
-		}
-		rep.Keys++
-		switch {
-		case tt == "none":
-			rep.Diffs = append(rep.Diffs, Diff{DB: db, Key: k, Kind: "missing", Detail: "the target has no such key"})
-			continue
-		case st != tt:
-			rep.Diffs = append(rep.Diffs, Diff{DB: db, Key: k, Kind: "type", Detail: fmt.Sprintf("source %s, target %s", st, tt)})
-			continue
-		}
-		if d := ttlDiff(sm[2*i+1].Int, tm[2*i+1].Int, o.TTLTolerance); d != "" {
-			rep.Diffs = append(rep.Diffs, Diff{DB: db, Key: k, Kind: "ttl", Detail: d})
-		}
-		cmds := valueReads(st, k)
-		if cmds == nil {
-			rep.Diffs = append(rep.Diffs, Diff{DB: db, Key: k, Kind: "type", Detail: "cannot compare type " + st})
-			continue
-		}
-		reads = append(reads, cmds...)
-		for range cmds {
-			readKeys = append(readKeys, i)
-		}
-	}
-	sv, err := pipeline(source, reads)
-	if err != nil {
-		return err
-	}
-	tv, err := pipeline(target, reads)
-	if err != nil {
-		return err
-	}
-	reported := map[int]bool{}
-	for j := range reads {
-		i := readKeys[j]
-		if reported[i] {
-			continue
-		}
-		a, b := normalize(reads[j], sv[j]), normalize(reads[j], tv[j])
-		if a != b {
-			reported[i] = true
-			rep.Diffs = append(rep.Diffs, Diff{DB: db, Key: keys[i], Kind: "value",
-				Detail: fmt.Sprintf("%s: source %.200s, target %.200s", reads[j][0], a, b)})
-		}
-	}
-	return nil
-}
-
-// ttlDiff compares two PTTL replies (-1: no expiry).
-func ttlDiff(s, t int64, tol time.Duration) string {
-	switch {
-	case s < 0 && t < 0:
-		return ""
-	case s < 0 || t < 0:
-		return fmt.Sprintf("source PTTL %d, target %d", s, t)
-	}
-	if d := s - t; d > tol.Milliseconds() || -d > tol.Milliseconds() {
-		return fmt.Sprintf("source PTTL %d ms, target %d ms", s, t)
-	}
-	return ""
-}
-
-// valueReads are the commands that read a key's whole value.
-func valueReads(typ, k string) [][]string {
-	switch typ {
-	case "string":
-		return [][]string{{"GET", k}}
-	case "list":
-		return [][]string{{"LRANGE", k, "0", "-1"}}
-	case "set":
-		return [][]string{{"SMEMBERS", k}}
-	case "zset":
-		return [][]string{{"ZRANGE", k, "0", "-1", "WITHSCORES"}}
-	case "hash":
-		return [][]string{{"HGETALL", k}}
-	case "stream":
-		return [][]string{{"XRANGE", k, "-", "+"}, {"XINFO", "GROUPS", k}}
-	}
-	return nil
-}
-
-// normalize turns a reply into text where order does not matter for the
-// type: set members and hash fields sorted; stream group idle times and
-// the like are dropped.
-func normalize(cmd []string, v resp.Value) string {
-	switch cmd[0] {
-	case "SMEMBERS":
-		var m []string
-		for _, e := range v.Elems {
-			m = append(m, strconv.Quote(e.Text()))
-		}
-		slices.Sort(m)
-		return strings.Join(m, ",")
-	case "HGETALL":
-		var m []string
-		for i := 0; i+1 < len(v.Elems); i += 2 {
-			m = append(m, strconv.Quote(v.Elems[i].Text())+"="+strconv.Quote(v.Elems[i+1].Text()))
-		}
-		slices.Sort(m)
-		return strings.Join(m, ",")
-	case "ZRANGE":
-		// Scores as numbers: servers print one double differently (7.2+
-		// the shortest form, older ones %.17g; -0 as 0 or -0).
-		var m []string
-		for i := 0; i+1 < len(v.Elems); i += 2 {
-			score := v.Elems[i+1].Text()
-			if f, err := strconv.ParseFloat(score, 64); err == nil {
-				if f == 0 {
-					f = 0 // -0 == 0 in a zset's order
+		for _, p := range order {
+			keys := groups[p]
+			for len(keys) > 0 {
+				n := min(len(keys), c.o.Batch)
+				j := job{db: p.db, tdb: p.tdb, keys: keys[:n], recheck: true}
+				if p.extra {
+					j.reverse, j.sources = true, c.sources[p.tdb]
 				}
-				score = strconv.FormatFloat(f, 'g', -1, 64)
+				select {
+				case jobs <- j:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				keys = keys[n:]
 			}
-			m = append(m, strconv.Quote(v.Elems[i].Text())+"="+score)
 		}
-		return strings.Join(m, ",")
-	case "XINFO":
-		// Per group: name, pending count, last-delivered-id. Not
-		// entries-read: the stream does not carry it exactly (a native
-		// replica of 7.x reports it unknown where its source counts),
-		// nor the consumers' idle times.
-		var gs []string
-		for _, g := range v.Elems {
-			f := map[string]string{}
-			for i := 0; i+1 < len(g.Elems); i += 2 {
-				f[g.Elems[i].Text()] = g.Elems[i+1].Text()
-			}
-			gs = append(gs, fmt.Sprintf("%s pending=%s last=%s", f["name"], f["pending"], f["last-delivered-id"]))
-		}
-		slices.Sort(gs)
-		return strings.Join(gs, ";")
-	}
-	return v.String()
+		return nil
+	})
 }

@@ -525,15 +525,12 @@ func checkFieldTTLs(t *testing.T, src, dst *dialer.Conn, keys []string, wantNone
 	}
 }
 
-func compareAll(t *testing.T, src, dst *dialer.Conn) *compare.Report {
+func compareAll(t *testing.T, src, dst *redisproc.Server) *compare.Report {
 	t.Helper()
-	rep, err := compare.Compare(context.Background(), src, dst, compare.Options{Reverse: true})
+	rep, err := compare.Compare(context.Background(), src.DialOptions(), dst.DialOptions(), compare.Options{Reverse: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Compare leaves the connections in the last database it read.
-	do(t, src, "SELECT", "0")
-	do(t, dst, "SELECT", "0")
 	return rep
 }
 
@@ -574,7 +571,7 @@ func TestRoundTrip(t *testing.T) {
 					t.Errorf("small chunks: %d APPEND, %d RPUSH", s.counts["APPEND"], s.counts["RPUSH"])
 				}
 			}
-			if rep := compareAll(t, sc, dc); !rep.Equal() || rep.Keys < 25 {
+			if rep := compareAll(t, src, dst); !rep.Equal() || rep.Keys < 25 {
 				t.Errorf("%d keys, differences:\n%v", rep.Keys, rep.Diffs)
 			}
 			checkStreams(t, sc, dc, d.streams, src.Version, dst.Version, o.Target)
@@ -611,7 +608,7 @@ func TestRoundTripOlderTarget(t *testing.T) {
 			if !target.AtLeast(4, 0) && s.counts["HMSET"] == 0 {
 				t.Error("no HMSET for a target before 4.0")
 			}
-			rep := compareAll(t, sc, dc)
+			rep := compareAll(t, src, dst)
 			checkMissingStreams(t, rep, d, target)
 			if target.AtLeast(5, 0) {
 				checkStreams(t, sc, dc, d.streams, src.Version, dst.Version, target)
@@ -685,7 +682,7 @@ func TestRoundTripOtherTarget(t *testing.T) {
 	ro := rewrite.Options{Target: dst.Version, DropUnsupported: true, ChunkElements: 50, ChunkBytes: 64 << 10}
 	dropped, _ := rewriteAll(t, src, dc, ro)
 	checkDropped(t, dropped, d, dst.Version)
-	rep := compareAll(t, sc, dc)
+	rep := compareAll(t, src, dst)
 	// Versions print scores their own way (shortest form from 7.2, %.17g
 	// before; -0 as 0 on some): compare zsets by value.
 	var others []compare.Diff
@@ -736,7 +733,7 @@ func TestStreamPendingOfDeletedMessage(t *testing.T) {
 	if got, want := pel(dc), []string{"1-0", "3-0", "5-0"}; !slices.Equal(got, want) {
 		t.Errorf("target PEL %q, want %q (the deleted messages' entries dropped)", got, want)
 	}
-	if rep := compareAll(t, sc, dc); len(rep.Diffs) != 1 || rep.Diffs[0].Key != "s" {
+	if rep := compareAll(t, src, dst); len(rep.Diffs) != 1 || rep.Diffs[0].Key != "s" {
 		t.Errorf("differences %v, want only the pending count of s", rep.Diffs)
 	}
 }

@@ -52,7 +52,7 @@ func compareFiltered(t *testing.T, src, dst *redisproc.Server, fc filter.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := compare.Compare(context.Background(), redistest.Dial(t, src), redistest.Dial(t, dst),
+	rep, err := compare.Compare(context.Background(), src.DialOptions(), dst.DialOptions(),
 		compare.Options{Reverse: true, Filter: f})
 	if err != nil {
 		t.Fatal(err)

@@ -145,7 +145,7 @@ func (r *running) waitCaughtUp(t *testing.T, src *redisproc.Server) {
 
 func assertEqual(t *testing.T, src, dst *redisproc.Server) {
 	t.Helper()
-	rep, err := compare.Compare(context.Background(), redistest.Dial(t, src), redistest.Dial(t, dst),
+	rep, err := compare.Compare(context.Background(), src.DialOptions(), dst.DialOptions(),
 		compare.Options{Reverse: true, SkipPrefix: task.ReservedPrefix})
 	if err != nil {
 		t.Fatal(err)
