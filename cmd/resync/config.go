@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 
@@ -104,8 +105,11 @@ func endpointFrom(t map[string]any) (endpointIn, error) {
 type repeatable interface{ repeatable() }
 
 // apply sets the flags of fs that the command line left unset from the
-// file's settings; a setting that names no flag is an error.
+// file's settings. A setting of resync sync that fs lacks is skipped, so
+// that verify and restore read a sync's task file; one that names no flag
+// at all is an error.
 func (f *taskFile) apply(fs *flag.FlagSet, path string) error {
+	sync, _ := newSyncFlags(io.Discard)
 	set := map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
 	var unknown []string
@@ -117,6 +121,9 @@ func (f *taskFile) apply(fs *flag.FlagSet, path string) error {
 	for _, k := range keys {
 		name := strings.ReplaceAll(k, "_", "-")
 		fl := fs.Lookup(name)
+		if fl == nil && sync.Lookup(name) != nil {
+			continue // a sync setting this command has no use for
+		}
 		if fl == nil || name == "config" {
 			unknown = append(unknown, k)
 			continue

@@ -18,20 +18,40 @@ import (
 	"github.com/resync/resync/internal/task"
 )
 
-// runSync is "resync sync": full sync, then every write, until stopped.
-func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// syncFlags are resync sync's options.
+type syncFlags struct {
+	source, target                      *endpointFlags
+	name, logFormat, statusAddr, config *string
+	buffer                              *byteSize
+	heartbeat                           *time.Duration
+	sel                                 *selectionFlags
+	load                                *loadFlags
+}
+
+// newSyncFlags defines resync sync's options; other commands read a sync
+// task file through it too, to tell its settings from mistakes.
+func newSyncFlags(stderr io.Writer) (*flag.FlagSet, *syncFlags) {
 	fs := flag.NewFlagSet("resync sync", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	source, target := addEndpointFlags(fs, "source"), addEndpointFlags(fs, "target")
-	name := fs.String("name", "default", "the task's name (in logs, status and the heartbeat key)")
+	f := &syncFlags{source: addEndpointFlags(fs, "source"), target: addEndpointFlags(fs, "target")}
+	f.name = fs.String("name", "default", "the task's name (in logs, status and the heartbeat key)")
 	buffer := byteSize(64 << 20)
-	fs.Var(&buffer, "buffer-bytes", "bound on the commands received and not yet written (e.g. 64MiB)")
-	logFormat := fs.String("log-format", "text", "log format: text or json")
-	statusAddr := fs.String("status-addr", "127.0.0.1:7780", `serve /status and /metrics here ("" disables; port 0 picks a free one)`)
-	heartbeat := fs.Duration("heartbeat-interval", time.Second, "how often the heartbeat key is written to the source")
-	config := fs.String("config", "", "a TOML task file with these settings (flags given here win)")
-	sel := addSelectionFlags(fs)
-	load := addLoadFlags(fs)
+	f.buffer = &buffer
+	fs.Var(f.buffer, "buffer-bytes", "bound on the commands received and not yet written (e.g. 64MiB)")
+	f.logFormat = fs.String("log-format", "text", "log format: text or json")
+	f.statusAddr = fs.String("status-addr", "127.0.0.1:7780", `serve /status and /metrics here ("" disables; port 0 picks a free one)`)
+	f.heartbeat = fs.Duration("heartbeat-interval", time.Second, "how often the heartbeat key is written to the source")
+	f.config = fs.String("config", "", "a TOML task file with these settings (flags given here win)")
+	f.sel = addSelectionFlags(fs)
+	f.load = addLoadFlags(fs)
+	return fs, f
+}
+
+// runSync is "resync sync": full sync, then every write, until stopped.
+func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs, f := newSyncFlags(stderr)
+	source, target, name, buffer, logFormat, statusAddr, heartbeat, config, sel, load :=
+		f.source, f.target, f.name, f.buffer, f.logFormat, f.statusAddr, f.heartbeat, f.config, f.sel, f.load
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -61,7 +81,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	cfg := task.Config{Name: *name, Source: src, Target: dst, BufferBytes: int(buffer),
+	cfg := task.Config{Name: *name, Source: src, Target: dst, BufferBytes: int(*buffer),
 		HeartbeatInterval: *heartbeat, Logger: log}
 	if cfg.Filter, err = sel.config(); err == nil {
 		err = load.apply(&cfg)

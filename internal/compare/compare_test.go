@@ -75,7 +75,7 @@ func TestCompare(t *testing.T) {
 }
 
 // pipe sends commands in one round trip and fails the test on any error.
-func pipe(t *testing.T, c *dialer.Conn, cmds [][]string) {
+func pipe(t testing.TB, c *dialer.Conn, cmds [][]string) {
 	t.Helper()
 	w, r := c.Writer(), c.Reader()
 	for _, cmd := range cmds {
