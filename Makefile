@@ -31,6 +31,7 @@ fuzz:
 	$(GO) test ./internal/rdb -run '^$$' -fuzz FuzzLZF -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/command -run '^$$' -fuzz FuzzKeys -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/filter -run '^$$' -fuzz FuzzApply -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/cluster -run '^$$' -fuzz FuzzParseNodes -fuzztime $(FUZZTIME)
 
 bench:
 	$(GO) test ./internal/resp ./internal/rdb ./internal/filter -run '^$$' -bench . -benchmem

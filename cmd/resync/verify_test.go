@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/resync/resync/internal/cluster"
 	"github.com/resync/resync/internal/dialer"
 	"github.com/resync/resync/internal/redisproc"
 	"github.com/resync/resync/internal/redistest"
@@ -279,5 +280,55 @@ func TestVerifyWhileSyncing(t *testing.T) {
 	cancel()
 	if code := <-done; code != exitOK {
 		t.Fatalf("sync: exit %d: %s", code, syncErr.String())
+	}
+}
+
+// fillRouted writes SET key value for each key on the master that serves
+// it, and on the standalone server.
+func fillRouted(t *testing.T, c *redisproc.Cluster, s *redisproc.Server, n int) {
+	top, err := cluster.Load(redistest.Dial(t, c.Masters[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	byNode := map[string][][]string{}
+	var all [][]string
+	for i := range n {
+		k := "key:" + strconv.Itoa(i)
+		cmd := []string{"SET", k, "v" + k}
+		if i%3 == 0 {
+			cmd = []string{"RPUSH", k, "a", k}
+		}
+		addr := top.Masters[top.Owner(cluster.Slot([]byte(k)))].Addr
+		byNode[addr] = append(byNode[addr], cmd)
+		all = append(all, cmd)
+	}
+	for _, m := range c.Masters {
+		send(t, redistest.Dial(t, m), byNode[m.Addr]...)
+	}
+	send(t, redistest.Dial(t, s), all...)
+}
+
+func TestVerifyCluster(t *testing.T) {
+	redistest.RequireVersion(t, 3, 0, "introduced Redis Cluster")
+	cl, single := redistest.StartCluster(t, 3, 0), redistest.Start(t)
+	fillRouted(t, cl, single, 3000)
+	node := cl.Masters[1].Addr // any node: the others are found
+	if code, out, errOut := runCLI("verify", "--source", node, "--target", single.Addr, "--reverse"); code != exitOK || !strings.Contains(out, "3000 source keys compared") {
+		t.Fatalf("cluster → standalone: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := runCLI("verify", "--source", single.Addr, "--target", node, "--reverse"); code != exitOK || !strings.Contains(out, "3000 source keys compared") {
+		t.Fatalf("standalone → cluster: exit %d\n%s%s", code, out, errOut)
+	}
+	c := redistest.Dial(t, single)
+	send(t, c, []string{"DEL", "key:1", "key:2", "key:3"}, []string{"RPUSH", "key:6", "x"}, []string{"SET", "extra", "1"})
+	code, out, errOut := runCLI("verify", "--source", node, "--target", single.Addr, "--reverse", "--rounds", "1", "--repair")
+	if code != exitOK || !strings.Contains(out, "5 differences") || !strings.Contains(out, "repair: 4 keys copied from the source again, 1 deleted from the target; 0 still differ") {
+		t.Fatalf("cluster → standalone --repair: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := runCLI("verify", "--source", node, "--target", single.Addr, "--reverse"); code != exitOK {
+		t.Fatalf("after the repair: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, _, errOut := runCLI("verify", "--source", single.Addr, "--target", node, "--repair"); code != exitFailed || !strings.Contains(errOut, "cluster target") {
+		t.Fatalf("--repair into a cluster: exit %d %s", code, errOut)
 	}
 }

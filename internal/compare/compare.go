@@ -26,6 +26,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/resync/resync/internal/cluster"
 	"github.com/resync/resync/internal/dialer"
 	"github.com/resync/resync/internal/filter"
 )
@@ -125,6 +126,9 @@ type Comparer struct {
 	planErr  error
 	pairs    map[int]int
 	sources  map[int][]int
+	// Each side's nodes: the server itself, or a cluster's masters with
+	// the map of which serves each slot.
+	src, dst nodes
 
 	keys       atomic.Int64 // source keys compared
 	targetKeys atomic.Int64 // target keys checked by the reverse pass
@@ -152,6 +156,19 @@ func New(source, target dialer.Options, o Options) *Comparer {
 	return &Comparer{source: source, target: target, o: o}
 }
 
+// Clusters reports which sides are clusters (known once prepared).
+func (c *Comparer) Clusters() (source, target bool) {
+	return c.src.top != nil, c.dst.top != nil
+}
+
+// SourceFor returns how to reach the source node that holds key.
+func (c *Comparer) SourceFor(key []byte) dialer.Options {
+	if n := c.src.node(key); n >= 0 && n < len(c.src.opts) {
+		return c.src.opts[n]
+	}
+	return c.source
+}
+
 // Keys returns how many source keys have been compared so far.
 func (c *Comparer) Keys() int64 { return c.keys.Load() }
 
@@ -167,6 +184,10 @@ func (c *Comparer) report(d Diff) {
 	defer c.mu.Unlock()
 	c.emit(d)
 }
+
+// Prepare finds both sides' nodes and decides which databases are
+// compared with which; Walk and Recheck do it when it has not been done.
+func (c *Comparer) Prepare(ctx context.Context) error { return c.plan(ctx) }
 
 // plan decides which databases are compared with which.
 func (c *Comparer) plan(ctx context.Context) error {
@@ -185,13 +206,23 @@ func (c *Comparer) makePlan(ctx context.Context) error {
 		return fmt.Errorf("target: %w", err)
 	}
 	defer dst.Close()
-	sk, err := keyspaceDBs(src)
-	if err != nil {
+	if c.src, err = discover(src, c.source); err != nil {
 		return fmt.Errorf("source: %w", err)
 	}
-	tk, err := keyspaceDBs(dst)
-	if err != nil {
+	if c.dst, err = discover(dst, c.target); err != nil {
 		return fmt.Errorf("target: %w", err)
+	}
+	// A cluster has db 0 only.
+	sk, tk := []int{0}, []int{0}
+	if c.src.top == nil {
+		if sk, err = keyspaceDBs(src); err != nil {
+			return fmt.Errorf("source: %w", err)
+		}
+	}
+	if c.dst.top == nil {
+		if tk, err = keyspaceDBs(dst); err != nil {
+			return fmt.Errorf("target: %w", err)
+		}
 	}
 	f := c.o.Filter
 	mapDB := func(db int) (int, bool) {
@@ -203,7 +234,9 @@ func (c *Comparer) makePlan(ctx context.Context) error {
 	// A source db is compared when it holds keys, or when the target db
 	// it maps to does (then its keys are extra, or missing on the source).
 	candidates := c.o.DBs
-	if len(candidates) == 0 {
+	if c.src.top != nil {
+		candidates = []int{0}
+	} else if len(candidates) == 0 {
 		hi := filter.DefaultDatabases - 1
 		for _, db := range append(slices.Clone(sk), tk...) {
 			hi = max(hi, db)
@@ -221,8 +254,71 @@ func (c *Comparer) makePlan(ctx context.Context) error {
 		if len(c.o.DBs) == 0 && !slices.Contains(sk, db) && !slices.Contains(tk, t) {
 			continue
 		}
+		if t != 0 && c.dst.top != nil {
+			return fmt.Errorf("the target is a cluster, which has db 0 only, and source db %d would be compared with db %d: choose the source databases with --dbs and map them with --map-db %d:0", db, t, db)
+		}
 		c.pairs[db] = t
 		c.sources[t] = append(c.sources[t], db)
+	}
+	return nil
+}
+
+// nodes are one side's servers: the one server of a standalone side, or
+// a cluster's masters.
+type nodes struct {
+	opts []dialer.Options
+	top  *cluster.Topology // nil for a standalone server
+}
+
+// discover finds a side's nodes through a connection to one of them.
+func discover(c *dialer.Conn, o dialer.Options) (nodes, error) {
+	on, err := cluster.Enabled(c)
+	if err != nil || !on {
+		return nodes{opts: []dialer.Options{o}}, err
+	}
+	top, err := cluster.Load(c)
+	if err != nil {
+		return nodes{}, err
+	}
+	if n := top.Uncovered(); n > 0 {
+		return nodes{}, fmt.Errorf("the cluster at %s does not serve %d of its %d slots: compare once it is whole", c.Addr(), n, cluster.Slots)
+	}
+	n := nodes{top: top}
+	for i := range top.Masters {
+		n.opts = append(n.opts, top.Options(o, i))
+	}
+	return n, nil
+}
+
+// node returns the index of the node that holds key.
+func (n nodes) node(key []byte) int {
+	if n.top == nil {
+		return 0
+	}
+	return n.top.Owner(cluster.Slot(key))
+}
+
+// refresh reads a cluster's map again, keeping the node list's order
+// where nodes stay.
+func (c *Comparer) refresh(ctx context.Context) error {
+	for _, side := range []struct {
+		n    *nodes
+		base dialer.Options
+		name string
+	}{{&c.src, c.source, "source"}, {&c.dst, c.target, "target"}} {
+		if side.n.top == nil {
+			continue
+		}
+		conn, err := dialer.Dial(ctx, side.base)
+		if err != nil {
+			return fmt.Errorf("%s: %w", side.name, err)
+		}
+		n, err := discover(conn, side.base)
+		conn.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", side.name, err)
+		}
+		*side.n = n
 	}
 	return nil
 }
@@ -254,24 +350,25 @@ func (c *Comparer) Walk(ctx context.Context, emit func(Diff)) error {
 	c.emit = emit
 	dbs := slices.Sorted(maps.Keys(c.pairs))
 	tdbs := slices.Sorted(maps.Keys(c.sources))
+	lim := c.newLimiter()
 	return c.run(ctx, func(ctx context.Context, jobs chan<- job) error {
-		s, err := c.sampler(ctx, c.source, dbs)
+		s, err := c.sampler(ctx, c.src, dbs)
 		if err != nil {
 			return fmt.Errorf("source: %w", err)
 		}
 		for _, db := range dbs {
-			if err := c.scanSource(ctx, db, c.pairs[db], s, jobs); err != nil {
+			if err := c.scanSide(ctx, false, db, s, lim, jobs); err != nil {
 				return err
 			}
 		}
 		if !c.o.Reverse {
 			return nil
 		}
-		if s, err = c.sampler(ctx, c.target, tdbs); err != nil {
+		if s, err = c.sampler(ctx, c.dst, tdbs); err != nil {
 			return fmt.Errorf("target: %w", err)
 		}
 		for _, t := range tdbs {
-			if err := c.scanTarget(ctx, t, s, jobs); err != nil {
+			if err := c.scanSide(ctx, true, t, s, lim, jobs); err != nil {
 				return err
 			}
 		}
@@ -286,28 +383,33 @@ func (c *Comparer) Recheck(ctx context.Context, diffs []Diff, emit func(Diff)) e
 	if err := c.plan(ctx); err != nil {
 		return err
 	}
+	// Slots may have moved since (a key that answered MOVED differs).
+	if err := c.refresh(ctx); err != nil {
+		return err
+	}
 	c.emit = emit
 	return c.run(ctx, func(ctx context.Context, jobs chan<- job) error {
-		type pair struct {
-			db, tdb int
-			extra   bool
+		type group struct {
+			db, tdb, snode, tnode int
+			extra                 bool
 		}
-		groups := map[pair][][]byte{}
-		var order []pair
+		groups := map[group][][]byte{}
+		var order []group
 		for _, d := range diffs {
-			p := pair{d.DB, d.TargetDB, d.Kind == Extra}
-			if _, ok := groups[p]; !ok {
-				order = append(order, p)
+			k := []byte(d.Key)
+			g := group{d.DB, d.TargetDB, c.src.node(k), c.dst.node(k), d.Kind == Extra}
+			if _, ok := groups[g]; !ok {
+				order = append(order, g)
 			}
-			groups[p] = append(groups[p], []byte(d.Key))
+			groups[g] = append(groups[g], k)
 		}
-		for _, p := range order {
-			keys := groups[p]
+		for _, g := range order {
+			keys := groups[g]
 			for len(keys) > 0 {
 				n := min(len(keys), c.o.Batch)
-				j := job{db: p.db, tdb: p.tdb, keys: keys[:n], recheck: true}
-				if p.extra {
-					j.reverse, j.sources = true, c.sources[p.tdb]
+				j := job{db: g.db, tdb: g.tdb, snode: g.snode, tnode: g.tnode, keys: keys[:n], recheck: true}
+				if g.extra {
+					j.reverse, j.sources = true, c.sources[g.tdb]
 				}
 				select {
 				case jobs <- j:

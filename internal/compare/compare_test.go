@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/resync/resync/internal/cluster"
 	"github.com/resync/resync/internal/compare"
 	"github.com/resync/resync/internal/dialer"
 	"github.com/resync/resync/internal/filter"
@@ -296,5 +297,114 @@ func TestRecheck(t *testing.T) {
 	}
 	if len(again) != 1 || again[0].Key != "k3" || again[0].Kind != compare.Extra {
 		t.Fatalf("recheck: %v, want k3 extra (the source deleted it)", again)
+	}
+}
+
+// clusterData are commands that write keys of each type, cmd[1] the key.
+func clusterData(n int) [][]string {
+	var cmds [][]string
+	for i := range n {
+		k := "k:" + strconv.Itoa(i)
+		switch i % 4 {
+		case 0:
+			cmds = append(cmds, []string{"SET", k, "v" + k})
+		case 1:
+			cmds = append(cmds, []string{"HMSET", k, "a", "1", "b", k})
+		case 2:
+			cmds = append(cmds, []string{"RPUSH", k, "x", "y", k})
+		case 3:
+			cmds = append(cmds, []string{"ZADD", k, "1.5", k})
+		}
+	}
+	return cmds
+}
+
+// apply runs commands on a standalone server or, routed by the slot of
+// their first key, on a cluster's masters.
+func apply(t *testing.T, s *redisproc.Server, c *redisproc.Cluster, cmds [][]string) {
+	t.Helper()
+	if s != nil {
+		pipe(t, redistest.Dial(t, s), cmds)
+		return
+	}
+	conn := redistest.Dial(t, c.Masters[0])
+	top, err := cluster.Load(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byNode := map[string][][]string{}
+	for _, cmd := range cmds {
+		addr := top.Masters[top.Owner(cluster.Slot([]byte(cmd[1])))].Addr
+		byNode[addr] = append(byNode[addr], cmd)
+	}
+	for _, m := range c.Masters {
+		if cmds := byNode[m.Addr]; len(cmds) > 0 {
+			pipe(t, redistest.Dial(t, m), cmds)
+		}
+	}
+}
+
+// TestClusterSides compares standalone with cluster, cluster with
+// standalone and clusters of different shard counts: every key is found
+// on the node that serves its slot, on either side.
+func TestClusterSides(t *testing.T) {
+	redistest.RequireVersion(t, 3, 0, "introduced Redis Cluster")
+	data := clusterData(2000)
+	single := redistest.Start(t)
+	three := redistest.StartCluster(t, 3, 0)
+	two := redistest.StartCluster(t, 2, 0)
+	apply(t, single, nil, data)
+	apply(t, nil, three, data)
+	apply(t, nil, two, data)
+	addr := func(s *redisproc.Server, c *redisproc.Cluster) dialer.Options {
+		if s != nil {
+			return s.DialOptions()
+		}
+		return c.Masters[len(c.Masters)-1].DialOptions() // any node will do
+	}
+	type end struct {
+		name string
+		s    *redisproc.Server
+		c    *redisproc.Cluster
+	}
+	ends := []end{{"standalone", single, nil}, {"cluster(3)", nil, three}, {"cluster(2)", nil, two}}
+	for _, a := range ends {
+		for _, b := range ends {
+			if a.name == b.name {
+				continue
+			}
+			t.Run(a.name+"→"+b.name, func(t *testing.T) {
+				rep, err := compare.Compare(context.Background(), addr(a.s, a.c), addr(b.s, b.c), compare.Options{Reverse: true})
+				if err != nil || !rep.Equal() || rep.Keys != len(data) {
+					t.Fatalf("%v: %d keys, %v", err, rep.Keys, rep.Diffs)
+				}
+			})
+		}
+	}
+
+	// Differences on several shards of the target are all found.
+	apply(t, nil, three, [][]string{{"DEL", "k:0"}, {"DEL", "k:5"}, {"RPUSH", "k:6", "more"}, {"SET", "extra:1", "1"}, {"SET", "extra:2", "1"}})
+	rep, err := compare.Compare(context.Background(), single.DialOptions(), addr(nil, three), compare.Options{Reverse: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"extra:extra:1", "extra:extra:2", "missing:k:0", "missing:k:5", "value:k:6"}
+	if got := kinds(rep); !slices.Equal(got, want) {
+		t.Fatalf("diffs %v, want %v", rep.Diffs, want)
+	}
+
+	// A cluster has db 0 only: other source databases need a mapping.
+	pipe(t, redistest.Dial(t, single), [][]string{{"SELECT", "2"}, {"SET", "k:0", "v"}})
+	_, err = compare.Compare(context.Background(), single.DialOptions(), addr(nil, two), compare.Options{})
+	if err == nil || !strings.Contains(err.Error(), "source db 2") || !strings.Contains(err.Error(), "--map-db 2:0") {
+		t.Fatalf("db 2 into a cluster: %v", err)
+	}
+	f, err := filter.New(filter.Config{DBs: []int{2}, MapDB: map[int]int{2: 0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err = compare.Compare(context.Background(), single.DialOptions(), addr(nil, two), compare.Options{Filter: f})
+	if err != nil || rep.Keys != 1 || len(rep.Diffs) != 1 || rep.Diffs[0].Detail != `the strings differ from byte 1: source "", target "k:0"` {
+		t.Fatalf("db 2 mapped to 0: %v %d %v", err, rep.Keys, rep.Diffs)
 	}
 }

@@ -15,7 +15,10 @@ import (
 // job is one batch of keys for a worker.
 type job struct {
 	db, tdb int
-	keys    [][]byte
+	// snode and tnode are the source and target nodes that hold the
+	// keys (0 for a standalone server).
+	snode, tnode int
+	keys         [][]byte
 	// reverse: the keys are the target's (in tdb); check that one of the
 	// source dbs in sources holds each.
 	reverse bool
@@ -62,14 +65,21 @@ func (c *Comparer) run(ctx context.Context, produce func(context.Context, chan<-
 	return err
 }
 
-// sampler picks keys at random and stops after a number of them.
+// sampler picks keys at random and stops after a number of them. It is
+// shared by the scans of a cluster's masters.
 type sampler struct {
+	mu    sync.Mutex
 	p     float64 // probability of taking a key; 1 takes all
 	limit int64   // stop after this many; 0 is no limit
 	taken int64
 }
 
 func (s *sampler) take() bool {
+	if s.p >= 1 && s.limit == 0 {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.limit > 0 && s.taken >= s.limit {
 		return false
 	}
@@ -80,11 +90,34 @@ func (s *sampler) take() bool {
 	return true
 }
 
-func (s *sampler) done() bool { return s.limit > 0 && s.taken >= s.limit }
+func (s *sampler) done() bool {
+	if s.limit == 0 {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.taken >= s.limit
+}
 
-// newSampler sizes a sampler for a key space of total keys.
-func (c *Comparer) newSampler(total int64) *sampler {
+// sampler returns the sampler for a walk of dbs on one side.
+func (c *Comparer) sampler(ctx context.Context, side nodes, dbs []int) (*sampler, error) {
 	s := &sampler{p: 1}
+	if c.o.SampleKeys <= 0 && c.o.Sample <= 0 {
+		return s, nil
+	}
+	var total int64
+	for _, o := range side.opts {
+		conn, err := dialer.Dial(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		n, err := dbSizes(conn, dbs)
+		conn.Close()
+		if err != nil {
+			return nil, err
+		}
+		total += n
+	}
 	switch {
 	case c.o.SampleKeys > 0:
 		s.limit = c.o.SampleKeys
@@ -96,11 +129,29 @@ func (c *Comparer) newSampler(total int64) *sampler {
 	case c.o.Sample > 0 && c.o.Sample < 1:
 		s.p = c.o.Sample
 	}
-	return s
+	return s, nil
 }
 
-// limiter spaces out reads to a number of keys per second.
+// dbSizes sums DBSIZE over dbs, for sampling.
+func dbSizes(conn *dialer.Conn, dbs []int) (int64, error) {
+	var n int64
+	for _, db := range dbs {
+		if _, err := conn.Do("SELECT", strconv.Itoa(db)); err != nil {
+			return 0, err
+		}
+		v, err := conn.Do("DBSIZE")
+		if err != nil {
+			return 0, err
+		}
+		n += v.Int
+	}
+	return n, nil
+}
+
+// limiter spaces out reads to a number of keys per second, across the
+// scans that share it.
 type limiter struct {
+	mu   sync.Mutex
 	rate float64
 	next time.Time
 }
@@ -109,12 +160,14 @@ func (l *limiter) wait(ctx context.Context, n int) error {
 	if l == nil {
 		return nil
 	}
+	l.mu.Lock()
 	now := time.Now()
 	if l.next.Before(now) {
 		l.next = now
 	}
 	d := l.next.Sub(now)
 	l.next = l.next.Add(time.Duration(float64(n) / l.rate * float64(time.Second)))
+	l.mu.Unlock()
 	if d <= 0 {
 		return nil
 	}
@@ -135,92 +188,68 @@ func (c *Comparer) newLimiter() *limiter {
 	return &limiter{rate: float64(c.o.Rate)}
 }
 
-// sampler returns the sampler for a walk of dbs on one side.
-func (c *Comparer) sampler(ctx context.Context, side dialer.Options, dbs []int) (*sampler, error) {
-	if c.o.SampleKeys <= 0 && c.o.Sample <= 0 {
-		return &sampler{p: 1}, nil
+// scanSide walks db on every node of one side at once — the source, or
+// for reverse the target — and sends its keys in batches, each batch
+// bound for one node of the other side.
+func (c *Comparer) scanSide(ctx context.Context, reverse bool, db int, s *sampler, lim *limiter, jobs chan<- job) error {
+	side, other, name := c.src, c.dst, "source"
+	if reverse {
+		side, other, name = c.dst, c.src, "target"
 	}
-	conn, err := dialer.Dial(ctx, side)
-	if err != nil {
-		return nil, err
+	errs := make(chan error, len(side.opts))
+	for i, o := range side.opts {
+		go func() {
+			errs <- c.scanNode(ctx, name, o, db, func(keys [][]byte) error {
+				// Batches per node of the other side.
+				buckets := map[int][][]byte{}
+				for _, k := range keys {
+					n := other.node(k)
+					buckets[n] = append(buckets[n], k)
+				}
+				for n, ks := range buckets {
+					j := job{db: db, tdb: c.pairs[db], snode: i, tnode: n, keys: ks}
+					if reverse {
+						j = job{db: db, tdb: db, snode: n, tnode: i, keys: ks, reverse: true, sources: c.sources[db]}
+					}
+					if err := lim.wait(ctx, len(ks)); err != nil {
+						return err
+					}
+					select {
+					case jobs <- j:
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				}
+				return nil
+			}, s)
+		}()
 	}
-	defer conn.Close()
-	total, err := dbSizes(conn, dbs)
-	if err != nil {
-		return nil, err
-	}
-	return c.newSampler(total), nil
-}
-
-// dbSizes sums DBSIZE over dbs, for sampling.
-func dbSizes(conn *dialer.Conn, dbs []int) (int64, error) {
-	var n int64
-	for _, db := range dbs {
-		if _, err := conn.Do("SELECT", strconv.Itoa(db)); err != nil {
-			return 0, err
+	var first error
+	for range side.opts {
+		if err := <-errs; err != nil && first == nil {
+			first = err
 		}
-		v, err := conn.Do("DBSIZE")
-		if err != nil {
-			return 0, err
-		}
-		n += v.Int
 	}
-	return n, nil
+	return first
 }
 
-// scanSource sends the source keys of db, in batches, to be compared
-// with the target's in tdb.
-func (c *Comparer) scanSource(ctx context.Context, db, tdb int, s *sampler, jobs chan<- job) error {
-	conn, err := dialer.Dial(ctx, c.source)
-	if err != nil {
-		return fmt.Errorf("source: %w", err)
-	}
-	defer conn.Close()
-	return c.scan(ctx, conn, db, s, func(keys [][]byte) job {
-		return job{db: db, tdb: tdb, keys: keys}
-	}, jobs)
-}
-
-// scanTarget sends the target keys of tdb to be looked up on the source.
-func (c *Comparer) scanTarget(ctx context.Context, tdb int, s *sampler, jobs chan<- job) error {
-	conn, err := dialer.Dial(ctx, c.target)
-	if err != nil {
-		return fmt.Errorf("target: %w", err)
-	}
-	defer conn.Close()
-	return c.scan(ctx, conn, tdb, s, func(keys [][]byte) job {
-		return job{db: tdb, tdb: tdb, keys: keys, reverse: true, sources: c.sources[tdb]}
-	}, jobs)
-}
-
-// scan walks db on conn with SCAN, leaving out the keys the options
-// exclude, and sends them in batches.
-func (c *Comparer) scan(ctx context.Context, conn *dialer.Conn, db int, s *sampler, mk func([][]byte) job, jobs chan<- job) error {
+// scanNode walks db on one node with SCAN, leaving out the keys the
+// options exclude, and hands them on in batches.
+func (c *Comparer) scanNode(ctx context.Context, name string, o dialer.Options, db int, send func([][]byte) error, s *sampler) error {
 	if s.done() {
 		return nil
 	}
-	if _, err := conn.Do("SELECT", strconv.Itoa(db)); err != nil {
-		return err
+	conn, err := dialer.Dial(ctx, o)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
 	}
-	lim := c.newLimiter()
+	defer conn.Close()
+	if _, err := conn.Do("SELECT", strconv.Itoa(db)); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
 	count := []byte(strconv.Itoa(c.o.Batch))
 	cursor := []byte("0")
 	var keys [][]byte
-	send := func() error {
-		if len(keys) == 0 {
-			return nil
-		}
-		if err := lim.wait(ctx, len(keys)); err != nil {
-			return err
-		}
-		select {
-		case jobs <- mk(keys):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		keys = nil
-		return nil
-	}
 	w, r := conn.Writer(), conn.Reader()
 	for {
 		if err := ctx.Err(); err != nil {
@@ -228,17 +257,17 @@ func (c *Comparer) scan(ctx context.Context, conn *dialer.Conn, db int, s *sampl
 		}
 		w.WriteCommand(cmdSCAN, cursor, cmdCOUNT, count)
 		if err := w.Flush(); err != nil {
-			return fmt.Errorf("%s: SCAN: %w", conn.Addr(), err)
+			return fmt.Errorf("%s %s: SCAN: %w", name, conn.Addr(), err)
 		}
 		v, err := r.ReadValue()
-		if err != nil {
-			return fmt.Errorf("%s: SCAN: %w", conn.Addr(), err)
+		if err == nil {
+			err = v.Err()
 		}
-		if err := v.Err(); err != nil {
-			return fmt.Errorf("%s: SCAN: %w", conn.Addr(), err)
+		if err != nil {
+			return fmt.Errorf("%s %s: SCAN: %w", name, conn.Addr(), err)
 		}
 		if len(v.Elems) != 2 {
-			return fmt.Errorf("%s: SCAN reply %v", conn.Addr(), v)
+			return fmt.Errorf("%s %s: SCAN reply %v", name, conn.Addr(), v)
 		}
 		cursor = v.Elems[0].Str
 		for _, k := range v.Elems[1].Elems {
@@ -247,13 +276,17 @@ func (c *Comparer) scan(ctx context.Context, conn *dialer.Conn, db int, s *sampl
 			}
 			keys = append(keys, k.Str)
 			if len(keys) >= c.o.Batch {
-				if err := send(); err != nil {
+				if err := send(keys); err != nil {
 					return err
 				}
+				keys = nil
 			}
 		}
 		if bytes.Equal(cursor, zero) || s.done() {
-			return send()
+			if len(keys) == 0 {
+				return nil
+			}
+			return send(keys)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package compare
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -132,22 +133,30 @@ func (s *side) read() ([]resp.Value, error) {
 	return s.replies, nil
 }
 
-// worker compares batches on its own pair of connections.
+// worker compares batches on its own connections: one to each node it
+// has needed so far.
 type worker struct {
-	c    *Comparer
-	s, t *side
-	keys []keyState
-	big  []keyState
+	c *Comparer
+	// s and t are the source and target nodes of the current job.
+	s, t     *side
+	src, dst []*side
+	keys     []keyState
+	big      []keyState
 }
 
 func newWorker(c *Comparer) *worker {
-	return &worker{c: c,
-		s: &side{opts: c.source, name: "source", db: -1},
-		t: &side{opts: c.target, name: "target", db: -1}}
+	w := &worker{c: c}
+	for _, o := range c.src.opts {
+		w.src = append(w.src, &side{opts: o, name: "source", db: -1})
+	}
+	for _, o := range c.dst.opts {
+		w.dst = append(w.dst, &side{opts: o, name: "target", db: -1})
+	}
+	return w
 }
 
 func (w *worker) close() {
-	for _, s := range []*side{w.s, w.t} {
+	for _, s := range append(w.src, w.dst...) {
 		if s.conn != nil {
 			s.conn.Close()
 		}
@@ -183,6 +192,10 @@ func (w *worker) both(args ...[]byte) (a, b resp.Value, err error) {
 }
 
 func (w *worker) do(ctx context.Context, j job) error {
+	if j.snode < 0 || j.snode >= len(w.src) || j.tnode < 0 || j.tnode >= len(w.dst) {
+		return fmt.Errorf("no node serves the keys of a batch (%d, %d): the cluster map changed", j.snode, j.tnode)
+	}
+	w.s, w.t = w.src[j.snode], w.dst[j.tnode]
 	if err := w.s.dial(ctx); err != nil {
 		return err
 	}
@@ -228,9 +241,16 @@ func (w *worker) compare(ctx context.Context, j job) error {
 	}
 	w.keys, w.big = w.keys[:0], w.big[:0]
 	counted := 0
+keys:
 	for i, k := range j.keys {
 		for _, v := range [4]resp.Value{sv[3*i], sv[3*i+1], tv[3*i], tv[3*i+1]} {
 			if err := v.Err(); err != nil {
+				if moved(err) {
+					// Resharding: the next round reads the new map.
+					w.diff(j, k, Value, "the key moved between cluster nodes while compared: "+err.Error())
+					counted++
+					continue keys
+				}
 				return fmt.Errorf("TYPE/PTTL %q: %w", k, err)
 			}
 		}
@@ -308,6 +328,20 @@ func ttlDiff(s, t int64, tol time.Duration) string {
 	return ""
 }
 
+// moved reports whether an error reply says a cluster slot is elsewhere
+// or unavailable for the moment: the key is compared again later.
+func moved(err error) bool {
+	var re *resp.RedisError
+	if !errors.As(err, &re) {
+		return false
+	}
+	switch re.Code() {
+	case "MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN":
+		return true
+	}
+	return false
+}
+
 // typeName returns TYPE's reply as one of a few constant strings, so that
 // the common case allocates nothing.
 func typeName(b []byte) string {
@@ -350,9 +384,20 @@ func (w *worker) reverse(j job) error {
 	}
 	n := len(j.keys)
 	checked := 0
+keys:
 	for i, k := range j.keys {
-		if err := tv[i].Err(); err != nil {
-			return fmt.Errorf("EXISTS %q: %w", k, err)
+		for d := 0; d <= len(j.sources); d++ {
+			v := tv[i]
+			if d > 0 {
+				v = sv[(d-1)*n+i]
+			}
+			if err := v.Err(); err != nil {
+				if moved(err) {
+					w.diff(j, k, Extra, "the key moved between cluster nodes while compared: "+err.Error())
+					continue keys
+				}
+				return fmt.Errorf("EXISTS %q: %w", k, err)
+			}
 		}
 		if tv[i].Int == 0 {
 			continue // gone since the SCAN
@@ -360,11 +405,7 @@ func (w *worker) reverse(j job) error {
 		checked++
 		found := false
 		for d := range j.sources {
-			v := sv[d*n+i]
-			if err := v.Err(); err != nil {
-				return fmt.Errorf("EXISTS %q: %w", k, err)
-			}
-			found = found || v.Int > 0
+			found = found || sv[d*n+i].Int > 0
 		}
 		if !found {
 			w.diff(j, k, Extra, "only the target has it")

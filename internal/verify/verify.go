@@ -161,6 +161,12 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	c := compare.New(o.Source, o.Target, co)
 	sum := &Summary{Source: o.Source.Addr, Target: o.Target.Addr, Sample: sampleText(co), Diffs: []Difference{}}
 
+	if err := c.Prepare(ctx); err != nil {
+		return sum, err
+	}
+	if _, dstCluster := c.Clusters(); o.Repair && dstCluster {
+		return sum, errors.New("--repair cannot write to a cluster target yet (that comes with cluster support in sync): verify without it, or repair with a sync")
+	}
 	cur, err := newSpool()
 	if err != nil {
 		return nil, err
@@ -271,23 +277,42 @@ func (o *Options) repair(ctx context.Context, c *compare.Comparer, cur *spool) (
 	rep := &Repaired{}
 	still := map[stillKey]bool{}
 	err := cur.each(recheckChunk, func(ds []compare.Diff) error {
-		var copies, deletes []repair.Key
+		// Copies are read from the source node that holds each key (a
+		// cluster's master); deletions go to the target.
+		type job struct {
+			o      repair.Options
+			keys   []repair.Key
+			delete bool
+		}
+		var jobs []*job
+		bySource := map[string]*job{}
+		var deletes job
+		deletes.o, deletes.delete = ro, true
 		for _, d := range ds {
 			k := repair.Key{DB: d.DB, Key: []byte(d.Key)}
 			if d.Kind == compare.Extra {
-				deletes = append(deletes, k)
-			} else {
-				copies = append(copies, k)
-			}
-		}
-		for _, job := range []struct {
-			keys []repair.Key
-			do   func(context.Context, repair.Options, []repair.Key) (repair.Counts, error)
-		}{{copies, repair.Copy}, {deletes, repair.Delete}} {
-			if len(job.keys) == 0 {
+				deletes.keys = append(deletes.keys, k)
 				continue
 			}
-			n, err := job.do(ctx, ro, job.keys)
+			src := c.SourceFor(k.Key)
+			j := bySource[src.Addr]
+			if j == nil {
+				j = &job{o: ro}
+				j.o.Source = src
+				bySource[src.Addr] = j
+				jobs = append(jobs, j)
+			}
+			j.keys = append(j.keys, k)
+		}
+		for _, j := range append(jobs, &deletes) {
+			if len(j.keys) == 0 {
+				continue
+			}
+			do := repair.Copy
+			if j.delete {
+				do = repair.Delete
+			}
+			n, err := do(ctx, j.o, j.keys)
 			rep.Copied += n.Copied
 			rep.Deleted += n.Deleted
 			if err != nil {
