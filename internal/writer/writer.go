@@ -2,6 +2,12 @@
 // pipelined connection: a bounded window of commands in flight (by count
 // and by bytes), every reply read by its own goroutine and checked,
 // including each reply inside an EXEC.
+//
+// A writer to a cluster node (Options.Cluster) does not fail on the
+// replies that send a command elsewhere or ask to try later (MOVED, ASK,
+// TRYAGAIN, CLUSTERDOWN, LOADING): it keeps the command, with its place in
+// the overall order, for the router to send again, and holds its applied
+// offset back until the router has done so (Redirects, Resume).
 package writer
 
 import (
@@ -25,6 +31,8 @@ type Options struct {
 	// WindowBytes bounds their size (default 8 MiB); one command bigger
 	// than this still goes, alone.
 	WindowBytes int
+	// Cluster: the target is a cluster node; see the package comment.
+	Cluster bool
 }
 
 // Op is one command to apply.
@@ -40,6 +48,20 @@ type Op struct {
 	// (a script replicated verbatim that failed half way): it is counted,
 	// not fatal.
 	SourceMayFail bool
+	// Seq orders the commands a router spreads over several writers; a
+	// redirected command carries it back.
+	Seq int64
+}
+
+// Redirect is a command (or a whole MULTI … EXEC block) a cluster node
+// sent elsewhere or asked to try later.
+type Redirect struct {
+	Ops []Op // their arguments are the writer's own copies
+	// Kind is "MOVED" or "ASK" (Addr says where), or "RETRY" (TRYAGAIN,
+	// CLUSTERDOWN, LOADING: the same slot's owner, a moment later).
+	Kind  string
+	Addr  string
+	Reply string
 }
 
 // Error is an error reply from the target, or a lost connection, with the
@@ -74,6 +96,9 @@ type pending struct {
 	mark    bool      // no command: only an offset to reach
 	lenient bool      // an error reply is counted, not fatal
 	queued  []pending // for an EXEC: the commands it runs
+	op      *Op       // Cluster: the command itself, to send again
+	inTx    bool      // queued inside MULTI: the EXEC's reply decides
+	multi   *Op       // Cluster, for an EXEC: its MULTI
 }
 
 // Writer applies commands to one target. Write, Mark, Flush and Sync are
@@ -92,6 +117,16 @@ type Writer struct {
 	err      error // the first failure: sticky
 	tx       []pending
 	inTx     bool
+	multi    *Op // Cluster: the open transaction's MULTI
+
+	// Cluster: commands to send again; while any is held (or until
+	// Resume), the applied offset stays, and seen records how far it
+	// would have gone. txRedirect is a redirect reply to a command
+	// queued in the current MULTI: its EXEC will abort.
+	redirects  []Redirect
+	frozen     bool
+	seen       int64
+	txRedirect *Redirect
 
 	applied   atomic.Int64
 	confirmed atomic.Int64 // commands confirmed
@@ -133,17 +168,22 @@ func (w *Writer) Write(op Op) error {
 	for _, a := range op.Args {
 		p.size += len(a) + 16
 	}
+	if w.o.Cluster {
+		p.op = ownCopy(op)
+	}
 	switch p.name {
 	case "MULTI":
 		w.inTx, w.tx = true, w.tx[:0]
 		p.offset = 0
+		w.multi = p.op
 	case "EXEC":
 		p.queued = append([]pending(nil), w.tx...)
+		p.multi = w.multi
 		w.inTx = false
 	default:
 		if w.inTx {
-			p.offset = 0
-			w.tx = append(w.tx, pending{name: p.name, key: p.key})
+			p.offset, p.inTx = 0, true
+			w.tx = append(w.tx, pending{name: p.name, key: p.key, op: p.op})
 		}
 	}
 	if err := w.reserve(p.size); err != nil {
@@ -154,6 +194,26 @@ func (w *Writer) Write(op Op) error {
 		w.w.WriteBulk(a)
 	}
 	return w.push(p)
+}
+
+// ownCopy copies an op's arguments into one allocation: the caller may
+// reuse its buffers once Write returns.
+func ownCopy(op Op) *Op {
+	n := 0
+	for _, a := range op.Args {
+		n += len(a)
+	}
+	buf := make([]byte, 0, n)
+	args := make([][]byte, len(op.Args))
+	for i, a := range op.Args {
+		buf = append(buf, a...)
+		args[i] = buf[len(buf)-len(a):]
+	}
+	op.Args = args
+	if op.Key != nil {
+		op.Key = append([]byte(nil), op.Key...)
+	}
+	return &op
 }
 
 // Mark records that offset is reached once every command before it is
@@ -288,6 +348,10 @@ func (w *Writer) readReplies() {
 				w.setErr(&Error{Addr: w.addr, Command: p.name, Key: p.key, Err: err})
 				return
 			}
+			if w.o.Cluster && w.redirected(p, v) {
+				w.release(p, 0)
+				continue
+			}
 			if err := check(p, v); err != nil {
 				if !p.lenient || err.Reply == "" {
 					err.Addr = w.addr
@@ -298,14 +362,122 @@ func (w *Writer) readReplies() {
 			}
 			w.confirmed.Add(1)
 		}
-		if p.offset > 0 {
-			w.applied.Store(p.offset)
+		w.release(p, p.offset)
+	}
+}
+
+// release ends a command's time in flight; offset, when not 0, is what
+// its confirmation reaches.
+func (w *Writer) release(p pending, offset int64) {
+	w.mu.Lock()
+	if offset > 0 {
+		if w.frozen || len(w.redirects) > 0 {
+			w.seen = max(w.seen, offset)
+		} else if offset > w.applied.Load() {
+			w.applied.Store(offset)
 		}
-		w.mu.Lock()
-		w.bytes -= p.size
-		w.waiting--
-		w.cond.Broadcast()
-		w.mu.Unlock()
+	}
+	w.bytes -= p.size
+	w.waiting--
+	w.cond.Broadcast()
+	w.mu.Unlock()
+}
+
+// redirected keeps a command a cluster node sent elsewhere, or asked to
+// try later, and reports whether it did. Inside MULTI the queued
+// command's redirect is remembered and the whole block is kept when its
+// EXEC aborts.
+func (w *Writer) redirected(p pending, v resp.Value) bool {
+	if p.name == "EXEC" {
+		r := w.txRedirect
+		w.txRedirect = nil
+		if r == nil || !v.Nil() && v.Err() == nil {
+			return false // ran (its replies are checked) or failed
+		}
+		if p.multi != nil {
+			r.Ops = append(r.Ops, *p.multi)
+		}
+		for _, q := range p.queued {
+			if q.op != nil {
+				r.Ops = append(r.Ops, *q.op)
+			}
+		}
+		r.Ops = append(r.Ops, *p.op)
+		if r.Kind == "ASK" {
+			// ASKING covers one command, not a block: the block waits
+			// for the migration to end.
+			r.Kind, r.Addr = "RETRY", ""
+		}
+		w.hold(*r)
+		return true
+	}
+	kind, addr, ok := redirect(v)
+	if !ok || p.op == nil {
+		return false
+	}
+	if p.inTx {
+		if w.txRedirect == nil {
+			w.txRedirect = &Redirect{Kind: kind, Addr: addr, Reply: string(v.Str)}
+		}
+		return true
+	}
+	w.hold(Redirect{Ops: []Op{*p.op}, Kind: kind, Addr: addr, Reply: string(v.Str)})
+	return true
+}
+
+func (w *Writer) hold(r Redirect) {
+	w.mu.Lock()
+	w.redirects = append(w.redirects, r)
+	w.mu.Unlock()
+}
+
+// redirect reads a reply that sends a command elsewhere or asks to try
+// later.
+func redirect(v resp.Value) (kind, addr string, ok bool) {
+	if v.Err() == nil {
+		return "", "", false
+	}
+	f := strings.Fields(string(v.Str))
+	switch {
+	case len(f) == 3 && (f[0] == "MOVED" || f[0] == "ASK"):
+		return f[0], f[2], true
+	case len(f) > 0 && (f[0] == "TRYAGAIN" || f[0] == "CLUSTERDOWN" || f[0] == "LOADING"):
+		return "RETRY", "", true
+	}
+	return "", "", false
+}
+
+// Redirects returns, and forgets, the commands held for sending again.
+// The applied offset stays where it was until Resume.
+func (w *Writer) Redirects() []Redirect {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	r := w.redirects
+	w.redirects = nil
+	if len(r) > 0 {
+		w.frozen = true
+	}
+	return r
+}
+
+// HasRedirects reports whether commands are held for sending again.
+func (w *Writer) HasRedirects() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.redirects) > 0
+}
+
+// Resume lets the applied offset go on, once the router confirmed
+// elsewhere what Redirects returned.
+func (w *Writer) Resume() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.redirects) > 0 {
+		return
+	}
+	w.frozen = false
+	if w.seen > w.applied.Load() {
+		w.applied.Store(w.seen)
 	}
 }
 
