@@ -11,6 +11,7 @@ import (
 
 	"github.com/resync/resync/internal/dialer"
 	"github.com/resync/resync/internal/filter"
+	"github.com/resync/resync/internal/router"
 	"github.com/resync/resync/internal/task"
 )
 
@@ -143,6 +144,8 @@ type loadFlags struct {
 	bigBytes            byteSize
 	bigElems            *int
 	drop                *bool
+	crossSlot           *string
+	splitTx             *bool
 }
 
 func addLoadFlags(fs *flag.FlagSet) *loadFlags {
@@ -152,6 +155,8 @@ func addLoadFlags(fs *flag.FlagSet) *loadFlags {
 	fs.Var(&l.bigBytes, "big-key-threshold", "write a key bigger than this (payload bytes, e.g. 64MiB) in chunks")
 	l.bigElems = fs.Int("big-key-elements", task.DefaultBigKeyElements, "write a key with more elements than this in chunks (0: no element bound)")
 	l.drop = fs.Bool("drop-unsupported", false, "drop (count and log) what the target cannot hold, instead of failing: hash field TTLs before 7.4, streams before 5.0, module values")
+	l.crossSlot = fs.String("cross-slot", router.CrossSlotFail, "a cluster target, a command whose keys span its slots and cannot be split: fail (the task stops, naming it) or skip (logged and counted)")
+	l.splitTx = fs.Bool("split-transactions", false, "a cluster target, a MULTI block whose keys span its slots: apply it command by command (else --cross-slot decides)")
 	return l
 }
 
@@ -173,6 +178,10 @@ func (l *loadFlags) apply(cfg *task.Config) error {
 	if *l.bigElems < 0 {
 		return errors.New("--big-key-elements must not be negative")
 	}
+	if *l.crossSlot != router.CrossSlotFail && *l.crossSlot != router.CrossSlotSkip {
+		return fmt.Errorf("--cross-slot %q: fail or skip", *l.crossSlot)
+	}
+	cfg.CrossSlot, cfg.SplitTransactions = *l.crossSlot, *l.splitTx
 	cfg.OnConflict, cfg.Rewrite, cfg.BigKeyBytes, cfg.DropUnsupported = *l.onConflict, *l.rewrite, int(l.bigBytes), *l.drop
 	cfg.BigKeyElements = *l.bigElems
 	if cfg.BigKeyElements == 0 {

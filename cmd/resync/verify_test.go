@@ -328,7 +328,23 @@ func TestVerifyCluster(t *testing.T) {
 	if code, out, errOut := runCLI("verify", "--source", node, "--target", single.Addr, "--reverse"); code != exitOK {
 		t.Fatalf("after the repair: exit %d\n%s%s", code, out, errOut)
 	}
-	if code, _, errOut := runCLI("verify", "--source", single.Addr, "--target", node, "--repair"); code != exitFailed || !strings.Contains(errOut, "cluster target") {
-		t.Fatalf("--repair into a cluster: exit %d %s", code, errOut)
+	// And into a cluster: copies and deletions go to the master that
+	// serves each key.
+	send(t, c, []string{"SET", "key:1", "changed"}, []string{"SET", "only-source", "1"})
+	top, err := cluster.Load(redistest.Dial(t, cl.Masters[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range cl.Masters {
+		if m.Addr == top.Masters[top.Owner(cluster.Slot([]byte("stray")))].Addr {
+			send(t, redistest.Dial(t, m), []string{"SET", "stray", "1"})
+		}
+	}
+	code, out, errOut = runCLI("verify", "--source", single.Addr, "--target", node, "--reverse", "--rounds", "1", "--repair")
+	if code != exitOK || !strings.Contains(out, "repair: 2 keys copied from the source again, 1 deleted from the target; 0 still differ") {
+		t.Fatalf("standalone → cluster --repair: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := runCLI("verify", "--source", single.Addr, "--target", node, "--reverse"); code != exitOK {
+		t.Fatalf("after the repair into the cluster: exit %d\n%s%s", code, out, errOut)
 	}
 }

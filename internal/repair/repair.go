@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/resync/resync/internal/cluster"
 	"github.com/resync/resync/internal/dialer"
 	"github.com/resync/resync/internal/filter"
 	"github.com/resync/resync/internal/resp"
@@ -354,33 +355,80 @@ func del(ctx context.Context, target dialer.Options, keys []Key) (int64, error) 
 		return 0, fmt.Errorf("target: %w", err)
 	}
 	defer c.Close()
-	var deleted int64
-	for _, g := range group(keys) {
-		if _, err := c.Do("SELECT", strconv.Itoa(g.db)); err != nil {
-			return deleted, fmt.Errorf("target: %w", err)
-		}
-		for batch := range slices.Chunk(g.keys, deleteBatch) {
-			if err := ctx.Err(); err != nil {
+	on, err := cluster.Enabled(c)
+	if err != nil {
+		return 0, fmt.Errorf("target: %w", err)
+	}
+	if !on {
+		var deleted int64
+		for _, g := range group(keys) {
+			n, err := delIn(ctx, c, g.db, g.keys)
+			deleted += n
+			if err != nil {
 				return deleted, err
 			}
-			w, r := c.Writer(), c.Reader()
-			for _, k := range batch {
-				w.WriteCommand([]byte("DEL"), k)
+		}
+		return deleted, nil
+	}
+	// A cluster: each key on the master serving its slot (db 0 only).
+	top, err := cluster.Load(c)
+	if err != nil {
+		return 0, fmt.Errorf("target: %w", err)
+	}
+	byMaster := map[int][][]byte{}
+	for _, k := range keys {
+		if k.DB != 0 {
+			return 0, fmt.Errorf("delete %q in db %d: a cluster has db 0 only", k.Key, k.DB)
+		}
+		m := top.Owner(cluster.Slot(k.Key))
+		byMaster[m] = append(byMaster[m], k.Key)
+	}
+	var deleted int64
+	for m, ks := range byMaster {
+		if m < 0 {
+			return deleted, fmt.Errorf("target: no master serves the slot of %q", ks[0])
+		}
+		mc, err := dialer.Dial(ctx, top.Options(target, m))
+		if err != nil {
+			return deleted, fmt.Errorf("target: %w", err)
+		}
+		n, err := delIn(ctx, mc, 0, ks)
+		mc.Close()
+		deleted += n
+		if err != nil {
+			return deleted, err
+		}
+	}
+	return deleted, nil
+}
+
+// delIn deletes keys of db on one server, pipelined, every reply checked.
+func delIn(ctx context.Context, c *dialer.Conn, db int, keys [][]byte) (int64, error) {
+	var deleted int64
+	if _, err := c.Do("SELECT", strconv.Itoa(db)); err != nil {
+		return deleted, fmt.Errorf("target: %w", err)
+	}
+	for batch := range slices.Chunk(keys, deleteBatch) {
+		if err := ctx.Err(); err != nil {
+			return deleted, err
+		}
+		w, r := c.Writer(), c.Reader()
+		for _, k := range batch {
+			w.WriteCommand([]byte("DEL"), k)
+		}
+		if err := w.Flush(); err != nil {
+			return deleted, fmt.Errorf("target %s: %w", c.Addr(), err)
+		}
+		for _, k := range batch {
+			v, err := r.ReadValue()
+			if err != nil {
+				return deleted, fmt.Errorf("target %s: delete %q in db %d: %w", c.Addr(), k, db, err)
 			}
-			if err := w.Flush(); err != nil {
-				return deleted, fmt.Errorf("target %s: %w", c.Addr(), err)
+			if err := v.Err(); err != nil {
+				return deleted, fmt.Errorf("delete %q in db %d: %w", k, db, err)
 			}
-			for _, k := range batch {
-				v, err := r.ReadValue()
-				if err != nil {
-					return deleted, fmt.Errorf("target %s: delete %q in db %d: %w", c.Addr(), k, g.db, err)
-				}
-				if err := v.Err(); err != nil {
-					return deleted, fmt.Errorf("delete %q in db %d: %w", k, g.db, err)
-				}
-				if v.Kind == resp.Integer && v.Int == 1 {
-					deleted++
-				}
+			if v.Kind == resp.Integer && v.Int == 1 {
+				deleted++
 			}
 		}
 	}

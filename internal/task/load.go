@@ -44,7 +44,7 @@ type LoadCounts struct {
 // raw payload where the target loads it, plain commands (chunked) where
 // it cannot or the key is big.
 type loader struct {
-	w        *writer.Writer
+	w        sink
 	filter   *filter.Filter
 	target   redisproc.Version
 	always   bool

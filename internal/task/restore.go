@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/resync/resync/internal/rdb"
-	"github.com/resync/resync/internal/writer"
 )
 
 // Restore loads an RDB file into the task's target with the full sync's
@@ -29,7 +28,7 @@ func (t *Task) Restore(ctx context.Context, r io.Reader, size int64) error {
 	if err != nil {
 		return t.failed(fmt.Errorf("file: %w", err))
 	}
-	w, err := writer.Open(ctx, writer.Options{Target: t.cfg.Target, Window: t.cfg.Window, WindowBytes: t.cfg.WindowBytes})
+	w, err := t.openTarget(ctx)
 	if err != nil {
 		return t.failed(err)
 	}

@@ -20,12 +20,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/resync/resync/internal/cluster"
 	"github.com/resync/resync/internal/dialer"
 	"github.com/resync/resync/internal/filter"
 	"github.com/resync/resync/internal/rdb"
 	"github.com/resync/resync/internal/receiver"
 	"github.com/resync/resync/internal/redisproc"
 	"github.com/resync/resync/internal/resp"
+	"github.com/resync/resync/internal/router"
 	"github.com/resync/resync/internal/transform"
 	"github.com/resync/resync/internal/writer"
 )
@@ -72,6 +74,10 @@ type Config struct {
 	// before 7.4, streams before 5.0, module values), counted and logged,
 	// instead of failing.
 	DropUnsupported bool
+	// CrossSlot and SplitTransactions: what a cluster target does with a
+	// command whose keys span its slots (router.Options).
+	CrossSlot         string
+	SplitTransactions bool
 }
 
 // Conflict rules: what a new task does with a target that holds keys.
@@ -125,7 +131,12 @@ type Task struct {
 
 	sourceVersion redisproc.Version
 	targetVersion redisproc.Version
-	lastBeatMs    int64 // the last heartbeat seen in the stream: the source's time then
+	// targetCluster: the target is a cluster (one writer per master).
+	targetCluster bool
+	// sourceDBsWithKeys are the source databases holding keys at the
+	// precheck (nil when unknown, as for a file).
+	sourceDBsWithKeys []int
+	lastBeatMs        int64 // the last heartbeat seen in the stream: the source's time then
 
 	// Heartbeats seen in the stream and not yet applied, oldest first,
 	// and the lag the last applied one measured (-1: unknown).
@@ -274,7 +285,7 @@ func (t *Task) Run(ctx context.Context) error {
 	t.mu.Lock()
 	t.replID = link.ReplID()
 	t.mu.Unlock()
-	w, err := writer.Open(ctx, writer.Options{Target: t.cfg.Target, Window: t.cfg.Window, WindowBytes: t.cfg.WindowBytes})
+	w, err := t.openTarget(ctx)
 	if err != nil {
 		return t.failed(err)
 	}
@@ -328,7 +339,49 @@ func (t *Task) precheck(ctx context.Context) (redisproc.Version, error) {
 	if t.sourceVersion, err = redisproc.ParseVersion(redisproc.InfoField(sinfo.Text(), "redis_version")); err != nil {
 		return redisproc.Version{}, fmt.Errorf("source: %w", err)
 	}
+	if t.sourceDBsWithKeys, err = keyspaceDBs(src); err != nil {
+		return redisproc.Version{}, fmt.Errorf("source: %w", err)
+	}
 	return t.checkTarget(ctx, databases(src))
+}
+
+// keyspaceDBs lists the databases INFO keyspace says hold keys.
+func keyspaceDBs(c *dialer.Conn) ([]int, error) {
+	v, err := c.Do("INFO", "keyspace")
+	if err != nil {
+		return nil, err
+	}
+	dbs := []int{}
+	for line := range strings.Lines(v.Text()) {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "db"); ok {
+			name, _, _ := strings.Cut(rest, ":")
+			if n, err := strconv.Atoi(name); err == nil {
+				dbs = append(dbs, n)
+			}
+		}
+	}
+	return dbs, nil
+}
+
+// sink is where the task's commands go: one writer, or a router over a
+// cluster's masters.
+type sink interface {
+	Write(writer.Op) error
+	Mark(offset int64) error
+	Flush() error
+	Sync(ctx context.Context) error
+	Applied() int64
+	Err() error
+	Close() error
+}
+
+// openTarget opens the writer, or for a cluster the router.
+func (t *Task) openTarget(ctx context.Context) (sink, error) {
+	if t.targetCluster {
+		return router.Open(ctx, router.Options{Target: t.cfg.Target, Window: t.cfg.Window, WindowBytes: t.cfg.WindowBytes,
+			CrossSlot: t.cfg.CrossSlot, SplitTransactions: t.cfg.SplitTransactions, Logger: t.log})
+	}
+	return writer.Open(ctx, writer.Options{Target: t.cfg.Target, Window: t.cfg.Window, WindowBytes: t.cfg.WindowBytes})
 }
 
 // checkTarget reads the target's version, builds the filter for a source
@@ -348,6 +401,9 @@ func (t *Task) checkTarget(ctx context.Context, sourceDBs int) (redisproc.Versio
 	if err != nil {
 		return v, fmt.Errorf("target: %w", err)
 	}
+	if t.targetCluster, err = cluster.Enabled(dst); err != nil {
+		return v, fmt.Errorf("target: %w", err)
+	}
 	fc := t.cfg.Filter
 	if fc.Databases = sourceDBs; sourceDBs == 0 {
 		fc.Databases = databases(dst)
@@ -355,7 +411,38 @@ func (t *Task) checkTarget(ctx context.Context, sourceDBs int) (redisproc.Versio
 	if t.filter, err = filter.New(fc); err != nil {
 		return v, err
 	}
-	return v, conflicts(dst, t.filter.TargetDBs(fc.Databases), t.cfg.OnConflict, t.log)
+	if !t.targetCluster {
+		return v, conflicts([]*dialer.Conn{dst}, t.filter.TargetDBs(fc.Databases), t.cfg.OnConflict, t.log)
+	}
+	// A cluster has db 0 only: every source database with keys must
+	// go there.
+	var other []string
+	for _, db := range t.sourceDBsWithKeys {
+		if to, ok := t.filter.DB(db); ok && to != 0 {
+			other = append(other, strconv.Itoa(db))
+		}
+	}
+	if len(other) > 0 {
+		return v, fmt.Errorf("the target is a cluster, which has db 0 only, and source databases %s hold keys: select db 0 alone with --dbs 0, or map them into it with --map-db N:0 (with --allow-db-merge for several)", strings.Join(other, ", "))
+	}
+	top, err := cluster.Load(dst)
+	if err != nil {
+		return v, fmt.Errorf("target: %w", err)
+	}
+	var masters []*dialer.Conn
+	defer func() {
+		for _, c := range masters {
+			c.Close()
+		}
+	}()
+	for i := range top.Masters {
+		c, err := dialer.Dial(ctx, top.Options(t.cfg.Target, i))
+		if err != nil {
+			return v, fmt.Errorf("target master: %w", err)
+		}
+		masters = append(masters, c)
+	}
+	return v, conflicts(masters, []int{0}, t.cfg.OnConflict, t.log)
 }
 
 // databases is how many databases a server has (CONFIG GET databases; 16,
@@ -373,33 +460,39 @@ func databases(c *dialer.Conn) int {
 // conflicts applies the conflict rule to the target databases a task
 // writes: in intercept mode any key outside the reserved prefix refuses
 // the task, with the count per database; in overwrite mode a warning.
-func conflicts(dst *dialer.Conn, dbs []int, mode string, log *slog.Logger) error {
+func conflicts(nodes []*dialer.Conn, dbs []int, mode string, log *slog.Logger) error {
 	if mode == ConflictOverwrite {
 		log.Warn("on-conflict overwrite: target keys named like the source's are replaced; other target keys are left alone")
 		return nil
 	}
-	ks, err := dst.Do("INFO", "keyspace")
-	if err != nil {
-		return fmt.Errorf("target: %w", err)
-	}
 	var busy []string
-	for line := range strings.Lines(ks.Text()) {
-		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "db")
-		if !ok {
-			continue
-		}
-		name, counts, _ := strings.Cut(rest, ":")
-		db, err := strconv.Atoi(name)
-		if err != nil || !slices.Contains(dbs, db) {
-			continue
-		}
-		n, err := foreignKeys(dst, db)
+	for _, dst := range nodes {
+		ks, err := dst.Do("INFO", "keyspace")
 		if err != nil {
 			return fmt.Errorf("target: %w", err)
 		}
-		if n > 0 {
-			keys, _, _ := strings.Cut(strings.TrimPrefix(counts, "keys="), ",")
-			busy = append(busy, fmt.Sprintf("db%d holds %s keys", db, keys))
+		for line := range strings.Lines(ks.Text()) {
+			rest, ok := strings.CutPrefix(strings.TrimSpace(line), "db")
+			if !ok {
+				continue
+			}
+			name, counts, _ := strings.Cut(rest, ":")
+			db, err := strconv.Atoi(name)
+			if err != nil || !slices.Contains(dbs, db) {
+				continue
+			}
+			n, err := foreignKeys(dst, db)
+			if err != nil {
+				return fmt.Errorf("target: %w", err)
+			}
+			if n > 0 {
+				keys, _, _ := strings.Cut(strings.TrimPrefix(counts, "keys="), ",")
+				where := ""
+				if len(nodes) > 1 {
+					where = " on " + dst.Addr()
+				}
+				busy = append(busy, fmt.Sprintf("db%d%s holds %s keys", db, where, keys))
+			}
 		}
 	}
 	if len(busy) > 0 {
@@ -444,7 +537,7 @@ func (c countingReader) Read(p []byte) (int, error) {
 
 // fullSync writes every selected key of the snapshot, then the functions
 // and scripts it holds, and waits until the target confirmed all of it.
-func (t *Task) fullSync(ctx context.Context, link *receiver.Link, w *writer.Writer, target redisproc.Version) error {
+func (t *Task) fullSync(ctx context.Context, link *receiver.Link, w sink, target redisproc.Version) error {
 	t.log.Info("full sync", "replid", link.ReplID(), "offset", link.StartOffset(), "rdb_bytes", link.RDBSize())
 	d, err := rdb.NewDecoder(countingReader{link.RDB(), &t.rdbBytes})
 	if err != nil {
@@ -462,7 +555,7 @@ func (t *Task) fullSync(ctx context.Context, link *receiver.Link, w *writer.Writ
 	return nil
 }
 
-func (t *Task) loader(w *writer.Writer, target redisproc.Version) *loader {
+func (t *Task) loader(w sink, target redisproc.Version) *loader {
 	return &loader{w: w, filter: t.filter, target: target, always: t.cfg.Rewrite == RewriteAlways,
 		bigBytes: t.cfg.BigKeyBytes, bigElems: t.cfg.BigKeyElements, drop: t.cfg.DropUnsupported,
 		log: t.log, counts: &t.counts}
@@ -510,7 +603,7 @@ func restoreOps(rec *rdb.Record, payload []byte, target redisproc.Version) []wri
 }
 
 // incremental applies the command stream until ctx ends or a side fails.
-func (t *Task) incremental(ctx context.Context, link *receiver.Link, w *writer.Writer) error {
+func (t *Task) incremental(ctx context.Context, link *receiver.Link, w sink) error {
 	batchBytes := 256 << 10
 	out := make(chan receiver.Batch, max(1, t.cfg.BufferBytes/batchBytes))
 	ctx, cancel := context.WithCancel(ctx)
@@ -555,7 +648,7 @@ func (t *Task) incremental(ctx context.Context, link *receiver.Link, w *writer.W
 	}
 }
 
-func (t *Task) publishApplied(link *receiver.Link, w *writer.Writer) {
+func (t *Task) publishApplied(link *receiver.Link, w sink) {
 	a := w.Applied()
 	if a > t.applied.Load() {
 		t.applied.Store(a)
@@ -633,7 +726,7 @@ func isReply(err error) bool {
 // mapping, key and command rules, the reserved prefix; PUBLISH is never
 // replayed); a mark at the batch's end covers what was left out and the
 // source's PINGs.
-func (t *Task) apply(b receiver.Batch, w *writer.Writer) error {
+func (t *Task) apply(b receiver.Batch, w sink) error {
 	hb := []byte(t.HeartbeatKey())
 	// Sources before 7.0 replicate relative expiries as typed: they are
 	// made absolute on the source's time, estimated by when the batch

@@ -164,9 +164,6 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if err := c.Prepare(ctx); err != nil {
 		return sum, err
 	}
-	if _, dstCluster := c.Clusters(); o.Repair && dstCluster {
-		return sum, errors.New("--repair cannot write to a cluster target yet (that comes with cluster support in sync): verify without it, or repair with a sync")
-	}
 	cur, err := newSpool()
 	if err != nil {
 		return nil, err
