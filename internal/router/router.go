@@ -223,12 +223,13 @@ func (r *Router) Write(op writer.Op) error {
 	if err := r.Err(); err != nil {
 		return err
 	}
-	name := strings.ToUpper(string(op.Args[0]))
+	var buf [command.MaxName]byte
+	name, _ := command.AppendLower(buf[:0], op.Args[0]) // no allocation per command
 	switch {
-	case name == "MULTI":
+	case string(name) == "multi":
 		r.inTx, r.tx = true, r.tx[:0]
 		return nil
-	case name == "EXEC" && r.inTx:
+	case string(name) == "exec" && r.inTx:
 		r.inTx = false
 		return r.transaction(op)
 	case r.inTx:
@@ -238,28 +239,30 @@ func (r *Router) Write(op writer.Op) error {
 	return r.route(name, op)
 }
 
-// route sends a command outside a transaction.
-func (r *Router) route(name string, op writer.Op) error {
-	switch name {
-	case "SELECT":
+// route sends a command outside a transaction; name is its name in
+// lower case.
+func (r *Router) route(name []byte, op writer.Op) error {
+	switch string(name) {
+	case "select":
 		if len(op.Args) == 2 && string(op.Args[1]) == "0" {
 			return nil // a cluster's only db
 		}
 		return fmt.Errorf("%s: a cluster target has db 0 only (map the source's databases to 0 with --map-db)", args(op))
-	case "SWAPDB", "MOVE":
+	case "swapdb", "move":
 		return fmt.Errorf("%s: a cluster target has db 0 only", args(op))
-	case "FLUSHALL", "FLUSHDB":
+	case "flushall", "flushdb":
 		return r.broadcast(op)
-	case "FUNCTION", "SCRIPT":
+	case "function", "script":
 		if len(op.Args) < 2 {
 			break
 		}
 		sub := strings.ToUpper(string(op.Args[1]))
+		fn := string(name) == "function"
 		switch {
-		case name == "FUNCTION" && sub == "LOAD":
+		case fn && sub == "LOAD":
 			return r.broadcast(functionReplace(op))
-		case name == "FUNCTION" && (sub == "DELETE" || sub == "FLUSH" || sub == "RESTORE"),
-			name == "SCRIPT" && (sub == "LOAD" || sub == "FLUSH"):
+		case fn && (sub == "DELETE" || sub == "FLUSH" || sub == "RESTORE"),
+			!fn && (sub == "LOAD" || sub == "FLUSH"):
 			return r.broadcast(op)
 		}
 	}
@@ -279,10 +282,10 @@ func (r *Router) route(name string, op writer.Op) error {
 	if same {
 		return r.send(r.owner(slot), op)
 	}
-	switch name {
-	case "MSET":
+	switch string(name) {
+	case "mset":
 		return r.split(op, 2)
-	case "DEL", "UNLINK":
+	case "del", "unlink":
 		return r.split(op, 1)
 	}
 	return r.crossSlot(op, "its keys are in different slots of the target cluster")
@@ -394,7 +397,9 @@ func (r *Router) transaction(exec writer.Op) error {
 			if i == len(body)-1 {
 				op.Offset = exec.Offset
 			}
-			if err := r.route(strings.ToUpper(string(op.Args[0])), op); err != nil {
+			var buf [command.MaxName]byte
+			name, _ := command.AppendLower(buf[:0], op.Args[0])
+			if err := r.route(name, op); err != nil {
 				return err
 			}
 		}
