@@ -29,12 +29,15 @@ type Doc struct {
 
 // Shard is one source master's progress.
 type Shard struct {
-	Source         string   `json:"source"`
-	ReplID         string   `json:"replid"`
-	ReceivedOffset int64    `json:"received_offset"`
-	AppliedOffset  int64    `json:"applied_offset"`
-	State          string   `json:"state"`
-	FullSync       FullSync `json:"full_sync"`
+	Source         string `json:"source"`
+	ReplID         string `json:"replid"`
+	ReceivedOffset int64  `json:"received_offset"`
+	AppliedOffset  int64  `json:"applied_offset"`
+	State          string `json:"state"`
+	// LagMs is this shard's lag, for a cluster source (the task's is
+	// the worst of them).
+	LagMs    *int64   `json:"lag_ms,omitempty"`
+	FullSync FullSync `json:"full_sync"`
 }
 
 // FullSync is a shard's full sync progress.
@@ -68,15 +71,28 @@ func FromTask(st task.Status) Doc {
 		}
 		return &v
 	}
-	return Doc{
-		Name: st.Name, State: st.State, Mode: "psync", LagMs: known(st.LagMs),
-		Shards: []Shard{{Source: st.SourceAddr, ReplID: st.ReplID, ReceivedOffset: st.Received,
+	shard := func(st task.Status) Shard {
+		return Shard{Source: st.SourceAddr, ReplID: st.ReplID, ReceivedOffset: st.Received,
 			AppliedOffset: st.Applied, State: st.State,
 			FullSync: FullSync{RDBBytesTotal: known(st.RDBBytesTotal), RDBBytesReceived: st.RDBBytes, KeysWritten: st.KeysWritten,
 				KeysFiltered: st.KeysFiltered, KeysEmpty: st.KeysEmpty, KeysRewritten: st.KeysRewritten,
-				BigKeys: st.BigKeys, Dropped: st.Dropped}}},
+				BigKeys: st.BigKeys, Dropped: st.Dropped}}
+	}
+	d := Doc{
+		Name: st.Name, State: st.State, Mode: "psync", LagMs: known(st.LagMs),
+		Shards:  []Shard{shard(st)},
 		Targets: []Target{{Address: st.TargetAddr, State: st.State, LagMs: known(st.LagMs), LastError: st.LastError}},
 	}
+	if len(st.Shards) > 0 {
+		// A cluster source: one entry per master.
+		d.Shards = nil
+		for _, s := range st.Shards {
+			sh := shard(s)
+			sh.LagMs = known(s.LagMs)
+			d.Shards = append(d.Shards, sh)
+		}
+	}
+	return d
 }
 
 // Handler serves /status and /metrics for a task.

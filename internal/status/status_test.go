@@ -107,3 +107,19 @@ func TestStatusAndMetrics(t *testing.T) {
 		t.Fatalf("after stop: %+v %v", d, err)
 	}
 }
+
+// A cluster source's status lists one shard per master, each with its
+// own offsets and lag; the task's lag is the worst.
+func TestShardsOfAClusterSource(t *testing.T) {
+	st := task.Status{Name: "c", State: task.StateSynchronizing, LagMs: 9, RDBBytesTotal: -1,
+		Shards: []task.Status{
+			{SourceAddr: "10.0.0.1:7000", State: task.StateSynchronizing, Received: 10, Applied: 9, LagMs: 3, RDBBytesTotal: -1},
+			{SourceAddr: "10.0.0.2:7000", State: task.StateSynchronizing, Received: 20, Applied: 20, LagMs: 9, RDBBytesTotal: 100},
+		}}
+	d := status.FromTask(st)
+	if len(d.Shards) != 2 || d.Shards[0].Source != "10.0.0.1:7000" || d.Shards[1].AppliedOffset != 20 ||
+		*d.Shards[0].LagMs != 3 || d.Shards[0].FullSync.RDBBytesTotal != nil || *d.Shards[1].FullSync.RDBBytesTotal != 100 || *d.LagMs != 9 {
+		b, _ := json.Marshal(d)
+		t.Fatalf("%s", b)
+	}
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/resync/resync/internal/cluster"
 	"github.com/resync/resync/internal/compare"
+	"github.com/resync/resync/internal/dialer"
 	"github.com/resync/resync/internal/filter"
 	"github.com/resync/resync/internal/redisproc"
 	"github.com/resync/resync/internal/redistest"
@@ -134,4 +135,166 @@ func exists(t *testing.T, c *redisproc.Cluster, key string) bool {
 	}
 	t.Fatalf("no master %s", addr)
 	return false
+}
+
+// onMaster returns the master of c that serves key.
+func onMaster(t *testing.T, c *redisproc.Cluster, key string) *redisproc.Server {
+	t.Helper()
+	top, err := cluster.Load(redistest.Dial(t, c.Masters[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := top.Masters[top.Owner(cluster.Slot([]byte(key)))].Addr
+	for _, m := range c.Masters {
+		if m.Addr == addr {
+			return m
+		}
+	}
+	t.Fatalf("no master %s", addr)
+	return nil
+}
+
+// clusterLoad writes keys of every type to a source cluster, each group
+// of commands (a transaction among them) on the master of its key.
+func clusterLoad(t *testing.T, c *redisproc.Cluster, prefix string, n int) {
+	t.Helper()
+	conns := map[string]*dialer.Conn{}
+	for i := range n {
+		k := prefix + strconv.Itoa(i)
+		tag := "{" + k + "}"
+		group := [][]string{
+			{"SET", k, k},
+			{"HSET", tag + "h", "f", k},
+			{"RPUSH", tag + "l", "a", k},
+			{"ZADD", tag + "z", "1.5", k},
+			{"MSET", tag + "m1", "1", tag + "m2", "2"},
+			{"MULTI"}, {"INCR", tag + "n"}, {"PEXPIRE", tag + "n", "600000"}, {"EXEC"},
+		}
+		if i%7 == 0 {
+			group = append(group, []string{"DEL", tag + "m1", tag + "m2"})
+		}
+		if redistest.Version(t).AtLeast(5, 0) && i%5 == 0 {
+			group = append(group, []string{"XADD", tag + "x", "*", "f", k})
+		}
+		m := onMaster(t, c, k)
+		conn := conns[m.Addr]
+		if conn == nil {
+			conn = redistest.Dial(t, m)
+			conns[m.Addr] = conn
+		}
+		doAll(t, conn, group...)
+	}
+}
+
+// waitShards waits until every shard has applied its master's offset.
+func (r *running) waitShards(t *testing.T, src *redisproc.Cluster) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := r.task.Status()
+		if st.State == task.StateFailed {
+			t.Fatalf("task failed: %s", st.LastError)
+		}
+		done := len(st.Shards) == len(src.Masters)
+		for _, sh := range st.Shards {
+			for _, m := range src.Masters {
+				if m.Addr == sh.SourceAddr {
+					want, _ := strconv.ParseInt(redisproc.InfoField(redistest.Do(t, m, "INFO", "replication"), "master_repl_offset"), 10, 64)
+					done = done && sh.Applied == want && sh.State == task.StateSynchronizing
+				}
+			}
+		}
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the shards did not catch up: %+v", st.Shards)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// noReservedKeys checks that none of resync's own keys (heartbeats)
+// reached a target.
+func noReservedKeys(t *testing.T, servers ...*redisproc.Server) {
+	t.Helper()
+	for _, s := range servers {
+		if v, err := redistest.Dial(t, s).Do("KEYS", task.ReservedPrefix+"*"); err != nil || len(v.Elems) > 0 {
+			t.Fatalf("%s holds %v %v", s.Addr, v, err)
+		}
+	}
+}
+
+// TestClusterSource syncs a cluster of three masters into a cluster of
+// four and into a standalone server at once: full syncs of every shard in
+// parallel, a load on every master, a FLUSHALL on one master that empties
+// only its slots on the targets.
+func TestClusterSource(t *testing.T) {
+	redistest.RequireVersion(t, 3, 0, "introduced Redis Cluster")
+	src := redistest.StartCluster(t, 3, 0)
+	four := redistest.StartCluster(t, 4, 0)
+	single := redistest.Start(t)
+	clusterLoad(t, src, "before:", 300)
+
+	seed := src.Masters[2] // any node: the others are found
+	toFour := start(t, seed, four.Masters[0])
+	toSingle := start(t, seed, single)
+	for _, r := range []*running{toFour, toSingle} {
+		r.waitShards(t, src)
+	}
+	clusterLoad(t, src, "after:", 300)
+	if redistest.Version(t).AtLeast(7, 0) {
+		lib := "#!lua name=lib\nredis.register_function('f', function() return 1 end)"
+		for _, m := range src.Masters {
+			redistest.Do(t, m, "FUNCTION", "LOAD", lib)
+		}
+	}
+	for _, r := range []*running{toFour, toSingle} {
+		r.waitShards(t, src)
+	}
+	compare := func(dst *redisproc.Server) {
+		t.Helper()
+		rep, err := compare.Compare(context.Background(), seed.DialOptions(), dst.DialOptions(),
+			compare.Options{Reverse: true, SkipPrefix: task.ReservedPrefix})
+		if err != nil || !rep.Equal() || rep.Keys < 600 {
+			t.Fatalf("%s: %v, %d keys, %v", dst.Addr, err, rep.Keys, rep.Diffs)
+		}
+	}
+	compare(four.Masters[3])
+	compare(single)
+
+	st := toFour.task.Status()
+	if len(st.Shards) != 3 || st.State != task.StateSynchronizing || st.LagMs < 0 {
+		t.Fatalf("status: %d shards, state %s, lag %d", len(st.Shards), st.State, st.LagMs)
+	}
+	noReservedKeys(t, append(four.Masters, single)...)
+	if redistest.Version(t).AtLeast(7, 0) {
+		for _, m := range four.Masters {
+			if v, err := redistest.Dial(t, m).Do("FUNCTION", "LIST"); err != nil || len(v.Elems) != 1 {
+				t.Fatalf("%s: FUNCTION LIST %v %v", m.Addr, v, err)
+			}
+		}
+	}
+
+	// One master's FLUSHALL empties its slots, and only those.
+	flushed := src.Masters[1]
+	gone := redistest.Do(t, flushed, "DBSIZE")
+	redistest.Do(t, flushed, "FLUSHALL")
+	for _, r := range []*running{toFour, toSingle} {
+		r.waitShards(t, src)
+	}
+	compare(four.Masters[0])
+	compare(single)
+	total := 0
+	for _, m := range src.Masters {
+		n, _ := strconv.Atoi(redistest.Do(t, m, "DBSIZE"))
+		v, err := redistest.Dial(t, m).Do("KEYS", task.ReservedPrefix+"*")
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += n - len(v.Elems) // heartbeats stay home
+	}
+	if n, _ := strconv.Atoi(redistest.Do(t, single, "DBSIZE")); n != total || gone == "0" {
+		t.Fatalf("after one master's FLUSHALL (%s keys): the target holds %d keys, the source %d", gone, n, total)
+	}
 }

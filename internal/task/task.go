@@ -136,7 +136,15 @@ type Task struct {
 	// sourceDBsWithKeys are the source databases holding keys at the
 	// precheck (nil when unknown, as for a file).
 	sourceDBsWithKeys []int
-	lastBeatMs        int64 // the last heartbeat seen in the stream: the source's time then
+
+	// A cluster source runs one child task per master (shards); a child
+	// knows its master's slots and the hash tag of its heartbeat key (a
+	// slot it owns), and leaves the checks to its parent.
+	shards     []*Task
+	child      bool
+	shardSlots [][2]int
+	hbTag      string
+	lastBeatMs int64 // the last heartbeat seen in the stream: the source's time then
 
 	// Heartbeats seen in the stream and not yet applied, oldest first,
 	// and the lag the last applied one measured (-1: unknown).
@@ -211,10 +219,28 @@ type Status struct {
 	BytesWritten                     int64
 	// CommandsByName counts the stream's commands applied, by name.
 	CommandsByName map[string]int64
+	// Shards are a cluster source's masters, one status each; the
+	// fields above then sum them (the lag is the worst).
+	Shards []Status
 }
 
 // Status reports where the task stands.
 func (t *Task) Status() Status {
+	st := t.ownStatus()
+	t.mu.Lock()
+	shards := t.shards
+	t.mu.Unlock()
+	if len(shards) > 0 {
+		var ss []Status
+		for _, c := range shards {
+			ss = append(ss, c.Status())
+		}
+		aggregate(&st, ss)
+	}
+	return st
+}
+
+func (t *Task) ownStatus() Status {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return Status{Name: t.cfg.Name, State: t.state, LastError: t.lastError, ReplID: t.replID,
@@ -251,6 +277,15 @@ func (t *Task) failed(err error) error {
 // commands in flight are confirmed, state stopped, nil returned) or it
 // fails.
 func (t *Task) Run(ctx context.Context) error {
+	if !t.child {
+		top, err := t.sourceCluster(ctx)
+		if err != nil {
+			return t.failed(err)
+		}
+		if top != nil {
+			return t.runShards(ctx, top)
+		}
+	}
 	target, err := t.precheck(ctx)
 	if err != nil {
 		return t.failed(err)
@@ -342,7 +377,37 @@ func (t *Task) precheck(ctx context.Context) (redisproc.Version, error) {
 	if t.sourceDBsWithKeys, err = keyspaceDBs(src); err != nil {
 		return redisproc.Version{}, fmt.Errorf("source: %w", err)
 	}
+	if t.child {
+		// The parent checked the target once for every shard: a shard
+		// must not find another's first keys a conflict.
+		return t.targetInfo(ctx)
+	}
 	return t.checkTarget(ctx, databases(src))
+}
+
+// targetInfo reads what a shard needs of the target: its version and
+// whether it is a cluster; and builds the filter.
+func (t *Task) targetInfo(ctx context.Context) (redisproc.Version, error) {
+	dst, err := dialer.Dial(ctx, t.cfg.Target)
+	if err != nil {
+		return redisproc.Version{}, fmt.Errorf("target: %w", err)
+	}
+	defer dst.Close()
+	info, err := dst.Do("INFO", "server")
+	if err != nil {
+		return redisproc.Version{}, fmt.Errorf("target: %w", err)
+	}
+	v, err := redisproc.ParseVersion(redisproc.InfoField(info.Text(), "redis_version"))
+	if err != nil {
+		return v, fmt.Errorf("target: %w", err)
+	}
+	if t.targetCluster, err = cluster.Enabled(dst); err != nil {
+		return v, fmt.Errorf("target: %w", err)
+	}
+	fc := t.cfg.Filter
+	fc.Databases = 1
+	t.filter, err = filter.New(fc)
+	return v, err
 }
 
 // keyspaceDBs lists the databases INFO keyspace says hold keys.
@@ -668,8 +733,14 @@ func (t *Task) publishApplied(link *receiver.Link, w sink) {
 	t.mu.Unlock()
 }
 
-// HeartbeatKey is the key the task writes to the source.
-func (t *Task) HeartbeatKey() string { return ReservedPrefix + "heartbeat:" + t.cfg.Name }
+// HeartbeatKey is the key the task writes to the source; a shard's
+// carries a hash tag of a slot its master serves.
+func (t *Task) HeartbeatKey() string {
+	if t.hbTag != "" {
+		return ReservedPrefix + "heartbeat:" + t.cfg.Name + ":{" + t.hbTag + "}"
+	}
+	return ReservedPrefix + "heartbeat:" + t.cfg.Name
+}
 
 // heartbeat writes the current time to the source every interval, with a
 // short TTL. A source that refuses (a read-only replica, no SET
@@ -774,6 +845,19 @@ func (t *Task) apply(b receiver.Batch, w sink) error {
 			var offset int64
 			if i == len(res.Cmds)-1 {
 				offset = c.Offset
+			}
+			if t.child {
+				// Every master of a cluster carries its own copy of a
+				// library: the second copy must not fail.
+				args = loadReplace(args)
+			}
+			if t.child && isFlush(args[0]) {
+				// One master of a cluster emptied its own slots.
+				if err := t.flushShard(w); err != nil {
+					return fmt.Errorf("stream offset %d: %s of a shard: %w", c.Offset, args[0], err)
+				}
+				t.count(args[0])
+				continue
 			}
 			if relative && len(args) > 1 {
 				exec := b.At.UnixMilli()
