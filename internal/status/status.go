@@ -167,7 +167,13 @@ var (
 	descCmds  = prometheus.NewDesc("resync_commands_applied_total", "Commands of the stream applied, by name.", []string{"task", "command"}, nil)
 	descPub   = prometheus.NewDesc("resync_publish_skipped_total", "PUBLISH commands of the stream not replayed.", labels, nil)
 	descErrs  = prometheus.NewDesc("resync_errors_total", "Failures of the task.", labels, nil)
-	descSkip  = prometheus.NewDesc("resync_skipped_total", "What the task deliberately did not write, by reason: "+
+	// A cluster source's shards, one series each (by source master).
+	shardLabels   = []string{"task", "shard"}
+	descShardLag  = prometheus.NewDesc("resync_shard_lag_milliseconds", "A cluster source shard's lag (absent while unknown).", shardLabels, nil)
+	descShardRecv = prometheus.NewDesc("resync_shard_received_offset", "A cluster source shard's received offset.", shardLabels, nil)
+	descShardAppl = prometheus.NewDesc("resync_shard_applied_offset", "A cluster source shard's applied offset.", shardLabels, nil)
+	descShardKeys = prometheus.NewDesc("resync_shard_full_sync_keys_written_total", "Keys a cluster source shard's full sync wrote.", shardLabels, nil)
+	descSkip      = prometheus.NewDesc("resync_skipped_total", "What the task deliberately did not write, by reason: "+
 		"keys_filtered and commands_filtered (the selection and filters), partial_filter (--on-partial-filter skip), "+
 		"empty (empty collections), dropped_unsupported (--drop-unsupported).", []string{"task", "reason"}, nil)
 	descRewr = prometheus.NewDesc("resync_full_sync_keys_rewritten_total", "Keys the full sync wrote as commands, by why: "+
@@ -177,7 +183,8 @@ var (
 var states = []string{task.StatePrecheck, task.StateFullSync, task.StateSynchronizing, "retrying", task.StateFailed, task.StateStopped}
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descState, descLag, descRecv, descAppl, descKeys, descRDB, descBytes, descCmds, descPub, descErrs, descSkip, descRewr} {
+	for _, d := range []*prometheus.Desc{descState, descLag, descRecv, descAppl, descKeys, descRDB, descBytes, descCmds, descPub, descErrs, descSkip, descRewr,
+		descShardLag, descShardRecv, descShardAppl, descShardKeys} {
 		ch <- d
 	}
 }
@@ -193,6 +200,14 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if st.LagMs >= 0 {
 		ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(st.LagMs), st.Name)
+	}
+	for _, sh := range st.Shards {
+		if sh.LagMs >= 0 {
+			ch <- prometheus.MustNewConstMetric(descShardLag, prometheus.GaugeValue, float64(sh.LagMs), st.Name, sh.SourceAddr)
+		}
+		ch <- prometheus.MustNewConstMetric(descShardRecv, prometheus.GaugeValue, float64(sh.Received), st.Name, sh.SourceAddr)
+		ch <- prometheus.MustNewConstMetric(descShardAppl, prometheus.GaugeValue, float64(sh.Applied), st.Name, sh.SourceAddr)
+		ch <- prometheus.MustNewConstMetric(descShardKeys, prometheus.CounterValue, float64(sh.KeysWritten), st.Name, sh.SourceAddr)
 	}
 	ch <- prometheus.MustNewConstMetric(descRecv, prometheus.GaugeValue, float64(st.Received), st.Name)
 	ch <- prometheus.MustNewConstMetric(descAppl, prometheus.GaugeValue, float64(st.Applied), st.Name)

@@ -2,6 +2,7 @@ package task_test
 
 import (
 	"context"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/resync/resync/internal/redisproc"
 	"github.com/resync/resync/internal/redistest"
 	"github.com/resync/resync/internal/router"
+	"github.com/resync/resync/internal/status"
 	"github.com/resync/resync/internal/task"
 )
 
@@ -225,21 +227,24 @@ func noReservedKeys(t *testing.T, servers ...*redisproc.Server) {
 	}
 }
 
-// TestClusterSource syncs a cluster of three masters into a cluster of
-// four and into a standalone server at once: full syncs of every shard in
+// TestClusterSource syncs a cluster of three masters into clusters of
+// three and four and into a standalone server at once: full syncs of every shard in
 // parallel, a load on every master, a FLUSHALL on one master that empties
 // only its slots on the targets.
 func TestClusterSource(t *testing.T) {
 	redistest.RequireVersion(t, 3, 0, "introduced Redis Cluster")
 	src := redistest.StartCluster(t, 3, 0)
+	three := redistest.StartCluster(t, 3, 0)
 	four := redistest.StartCluster(t, 4, 0)
 	single := redistest.Start(t)
 	clusterLoad(t, src, "before:", 300)
 
 	seed := src.Masters[2] // any node: the others are found
+	toThree := start(t, seed, three.Masters[0])
 	toFour := start(t, seed, four.Masters[0])
 	toSingle := start(t, seed, single)
-	for _, r := range []*running{toFour, toSingle} {
+	all := []*running{toThree, toFour, toSingle}
+	for _, r := range all {
 		r.waitShards(t, src)
 	}
 	clusterLoad(t, src, "after:", 300)
@@ -249,7 +254,7 @@ func TestClusterSource(t *testing.T) {
 			redistest.Do(t, m, "FUNCTION", "LOAD", lib)
 		}
 	}
-	for _, r := range []*running{toFour, toSingle} {
+	for _, r := range all {
 		r.waitShards(t, src)
 	}
 	compare := func(dst *redisproc.Server) {
@@ -260,6 +265,7 @@ func TestClusterSource(t *testing.T) {
 			t.Fatalf("%s: %v, %d keys, %v", dst.Addr, err, rep.Keys, rep.Diffs)
 		}
 	}
+	compare(three.Masters[1])
 	compare(four.Masters[3])
 	compare(single)
 
@@ -267,7 +273,18 @@ func TestClusterSource(t *testing.T) {
 	if len(st.Shards) != 3 || st.State != task.StateSynchronizing || st.LagMs < 0 {
 		t.Fatalf("status: %d shards, state %s, lag %d", len(st.Shards), st.State, st.LagMs)
 	}
-	noReservedKeys(t, append(four.Masters, single)...)
+	// Per shard in /status and /metrics too.
+	rec := httptest.NewRecorder()
+	status.Handler(toFour.task).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if n := strings.Count(rec.Body.String(), "resync_shard_lag_milliseconds{"); n != 3 {
+		t.Fatalf("%d shard lag series:\n%s", n, rec.Body.String())
+	}
+	rec = httptest.NewRecorder()
+	status.Handler(toFour.task).ServeHTTP(rec, httptest.NewRequest("GET", "/status", nil))
+	if n := strings.Count(rec.Body.String(), `"received_offset"`); n != 3 {
+		t.Fatalf("%d shards in /status: %s", n, rec.Body.String())
+	}
+	noReservedKeys(t, append(append(four.Masters, three.Masters...), single)...)
 	if redistest.Version(t).AtLeast(7, 0) {
 		for _, m := range four.Masters {
 			if v, err := redistest.Dial(t, m).Do("FUNCTION", "LIST"); err != nil || len(v.Elems) != 1 {
@@ -280,9 +297,10 @@ func TestClusterSource(t *testing.T) {
 	flushed := src.Masters[1]
 	gone := redistest.Do(t, flushed, "DBSIZE")
 	redistest.Do(t, flushed, "FLUSHALL")
-	for _, r := range []*running{toFour, toSingle} {
+	for _, r := range all {
 		r.waitShards(t, src)
 	}
+	compare(three.Masters[0])
 	compare(four.Masters[0])
 	compare(single)
 	total := 0
