@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -211,6 +212,60 @@ func (s *Server) NodeID(ctx context.Context) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("cluster node %s: no myself line in CLUSTER NODES", s.Addr)
+}
+
+// MoveSlot moves slot from master from to master to, as redis-cli
+// --cluster reshard does: IMPORTING and MIGRATING, the keys in batches
+// with MIGRATE (a short pause between batches lets other writes in), then
+// SETSLOT NODE on every master. Clients meanwhile meet ASK, then MOVED.
+func (c *Cluster) MoveSlot(ctx context.Context, slot int, from, to *Server) error {
+	fid, err := from.NodeID(ctx)
+	if err != nil {
+		return err
+	}
+	tid, err := to.NodeID(ctx)
+	if err != nil {
+		return err
+	}
+	s := strconv.Itoa(slot)
+	if _, err := to.Do(ctx, "CLUSTER", "SETSLOT", s, "IMPORTING", fid); err != nil {
+		return err
+	}
+	if _, err := from.Do(ctx, "CLUSTER", "SETSLOT", s, "MIGRATING", tid); err != nil {
+		return err
+	}
+	fc, err := from.Dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer fc.Close()
+	host, port, err := net.SplitHostPort(to.Addr)
+	if err != nil {
+		return err
+	}
+	for {
+		v, err := fc.Do("CLUSTER", "GETKEYSINSLOT", s, "50")
+		if err != nil {
+			return fmt.Errorf("%s: %w", from.Addr, err)
+		}
+		if len(v.Elems) == 0 {
+			break
+		}
+		args := []string{"MIGRATE", host, port, "", "0", "5000", "KEYS"}
+		for _, k := range v.Elems {
+			args = append(args, k.Text())
+		}
+		if _, err := fc.Do(args...); err != nil {
+			return fmt.Errorf("%s: %w", from.Addr, err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	for _, m := range append([]*Server{to, from}, c.Masters...) {
+		if _, err := m.Do(ctx, "CLUSTER", "SETSLOT", s, "NODE", tid); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // StartSentinel starts a Sentinel (redis-server --sentinel) that monitors

@@ -3,7 +3,6 @@ package router_test
 import (
 	"context"
 	"errors"
-	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -173,55 +172,6 @@ func TestBroadcasts(t *testing.T) {
 	}
 }
 
-// migrate moves slot from one master to another, as redis-cli --cluster
-// reshard does, key batch by key batch.
-func migrate(ctx context.Context, from, to *redisproc.Server, slot int, masters []*redisproc.Server) error {
-	fid, err := from.NodeID(ctx)
-	if err != nil {
-		return err
-	}
-	tid, err := to.NodeID(ctx)
-	if err != nil {
-		return err
-	}
-	s := strconv.Itoa(slot)
-	if _, err := to.Do(ctx, "CLUSTER", "SETSLOT", s, "IMPORTING", fid); err != nil {
-		return err
-	}
-	if _, err := from.Do(ctx, "CLUSTER", "SETSLOT", s, "MIGRATING", tid); err != nil {
-		return err
-	}
-	fc, err := from.Dial(ctx)
-	if err != nil {
-		return err
-	}
-	defer fc.Close()
-	host, port, _ := net.SplitHostPort(to.Addr)
-	for {
-		v, err := fc.Do("CLUSTER", "GETKEYSINSLOT", s, "50")
-		if err != nil {
-			return err
-		}
-		if len(v.Elems) == 0 {
-			break
-		}
-		args := []string{"MIGRATE", host, port, "", "0", "5000", "KEYS"}
-		for _, k := range v.Elems {
-			args = append(args, k.Text())
-		}
-		if _, err := fc.Do(args...); err != nil {
-			return err
-		}
-		time.Sleep(2 * time.Millisecond) // let writes interleave
-	}
-	for _, m := range append([]*redisproc.Server{to, from}, masters...) {
-		if _, err := m.Do(ctx, "CLUSTER", "SETSLOT", s, "NODE", tid); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // TestSlotsMoveUnderLoad moves a few hundred slots, the busy ones among
 // them, while commands flow: they are sent again where the slot went (ASK
 // during the move, MOVED after), in order, none lost, no error.
@@ -256,7 +206,7 @@ func TestSlotsMoveUnderLoad(t *testing.T) {
 		defer close(migrated)
 		time.Sleep(50 * time.Millisecond)
 		for _, s := range slots {
-			if migErr = migrate(ctx, from, to, s, c.Masters); migErr != nil {
+			if migErr = c.MoveSlot(ctx, s, from, to); migErr != nil {
 				return
 			}
 		}

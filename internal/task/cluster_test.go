@@ -1,10 +1,13 @@
 package task_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -315,4 +318,100 @@ func TestClusterSource(t *testing.T) {
 	if n, _ := strconv.Atoi(redistest.Do(t, single, "DBSIZE")); n != total || gone == "0" {
 		t.Fatalf("after one master's FLUSHALL (%s keys): the target holds %d keys, the source %d", gone, n, total)
 	}
+}
+
+// TestTargetReshardUnderLoad moves 150 slots of the target cluster, the
+// busy ones among them, while a steady load flows through the task: no
+// write is lost, no error, the target ends equal.
+func TestTargetReshardUnderLoad(t *testing.T) {
+	redistest.RequireVersion(t, 3, 0, "introduced Redis Cluster")
+	src := redistest.Start(t)
+	dst := redistest.StartCluster(t, 3, 0)
+	var logs lockedBuffer
+	r := startWith(t, src, dst.Masters[0], func(c *task.Config) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
+	r.waitState(t, task.StateSynchronizing)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	loadDone := make(chan error, 1)
+	c := redistest.Dial(t, src)
+	go func() {
+		for i := 0; ctx.Err() == nil; i++ {
+			n := strconv.Itoa(i)
+			for _, cmd := range [][]string{{"RPUSH", "{busy}list", n}, {"SET", "k:" + strconv.Itoa(i%2000), n}, {"INCR", "{busy}n"}} {
+				if _, err := c.Do(cmd...); err != nil {
+					loadDone <- err
+					return
+				}
+			}
+			if i%50 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		loadDone <- nil
+	}()
+
+	from := onMaster(t, dst, "{busy}list")
+	var to *redisproc.Server
+	for _, m := range dst.Masters {
+		if m != from {
+			to = m
+			break
+		}
+	}
+	top, err := cluster.Load(redistest.Dial(t, from))
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy := cluster.Slot([]byte("busy"))
+	slots := []int{busy}
+	for _, m := range top.Masters {
+		if m.Addr == from.Addr {
+			for s := m.Slots[0][0]; len(slots) < 150; s++ {
+				if s != busy {
+					slots = append(slots, s)
+				}
+			}
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	for _, s := range slots {
+		if err := dst.MoveSlot(ctx, s, from, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	cancel()
+	if err := <-loadDone; err != nil {
+		t.Fatal(err)
+	}
+	r.waitCaughtUp(t, src)
+	compareCluster(t, src, dst, filter.Config{})
+	if st := r.task.Status(); st.State != task.StateSynchronizing {
+		t.Fatalf("state %s: %s", st.State, st.LastError)
+	}
+	if n := redistest.Do(t, to, "LLEN", "{busy}list"); n == "0" {
+		t.Fatal("the busy list did not move")
+	}
+	if !strings.Contains(logs.String(), "sending again what came back") {
+		t.Fatal("no command came back while the slots moved: the test moved nothing busy")
+	}
+}
+
+// lockedBuffer is a log destination written by several goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
