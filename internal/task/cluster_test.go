@@ -128,18 +128,7 @@ func TestCrossSlotSkip(t *testing.T) {
 
 // exists looks a key up on the master that serves it.
 func exists(t *testing.T, c *redisproc.Cluster, key string) bool {
-	top, err := cluster.Load(redistest.Dial(t, c.Masters[0]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := top.Masters[top.Owner(cluster.Slot([]byte(key)))].Addr
-	for _, m := range c.Masters {
-		if m.Addr == addr {
-			return redistest.Do(t, m, "EXISTS", key) == "1"
-		}
-	}
-	t.Fatalf("no master %s", addr)
-	return false
+	return redistest.Do(t, onMaster(t, c, key), "EXISTS", key) == "1"
 }
 
 // onMaster returns the master of c that serves key.

@@ -388,26 +388,40 @@ func (t *Task) precheck(ctx context.Context) (redisproc.Version, error) {
 // targetInfo reads what a shard needs of the target: its version and
 // whether it is a cluster; and builds the filter.
 func (t *Task) targetInfo(ctx context.Context) (redisproc.Version, error) {
-	dst, err := dialer.Dial(ctx, t.cfg.Target)
+	dst, v, err := t.readTarget(ctx)
 	if err != nil {
-		return redisproc.Version{}, fmt.Errorf("target: %w", err)
+		return v, err
 	}
 	defer dst.Close()
-	info, err := dst.Do("INFO", "server")
-	if err != nil {
-		return redisproc.Version{}, fmt.Errorf("target: %w", err)
-	}
-	v, err := redisproc.ParseVersion(redisproc.InfoField(info.Text(), "redis_version"))
-	if err != nil {
-		return v, fmt.Errorf("target: %w", err)
-	}
-	if t.targetCluster, err = cluster.Enabled(dst); err != nil {
-		return v, fmt.Errorf("target: %w", err)
-	}
 	fc := t.cfg.Filter
 	fc.Databases = 1
 	t.filter, err = filter.New(fc)
 	return v, err
+}
+
+// readTarget dials the target and reads its version and whether it is a
+// cluster; the caller closes the connection.
+func (t *Task) readTarget(ctx context.Context) (*dialer.Conn, redisproc.Version, error) {
+	dst, err := dialer.Dial(ctx, t.cfg.Target)
+	if err != nil {
+		return nil, redisproc.Version{}, fmt.Errorf("target: %w", err)
+	}
+	fail := func(err error) (*dialer.Conn, redisproc.Version, error) {
+		dst.Close()
+		return nil, redisproc.Version{}, fmt.Errorf("target: %w", err)
+	}
+	info, err := dst.Do("INFO", "server")
+	if err != nil {
+		return fail(err)
+	}
+	v, err := redisproc.ParseVersion(redisproc.InfoField(info.Text(), "redis_version"))
+	if err != nil {
+		return fail(err)
+	}
+	if t.targetCluster, err = cluster.Enabled(dst); err != nil {
+		return fail(err)
+	}
+	return dst, v, nil
 }
 
 // keyspaceDBs lists the databases INFO keyspace says hold keys.
@@ -453,22 +467,11 @@ func (t *Task) openTarget(ctx context.Context) (sink, error) {
 // of the given number of databases (0: as many as the target has) and
 // applies the conflict rule to the target databases the task writes.
 func (t *Task) checkTarget(ctx context.Context, sourceDBs int) (redisproc.Version, error) {
-	dst, err := dialer.Dial(ctx, t.cfg.Target)
+	dst, v, err := t.readTarget(ctx)
 	if err != nil {
-		return redisproc.Version{}, fmt.Errorf("target: %w", err)
+		return v, err
 	}
 	defer dst.Close()
-	info, err := dst.Do("INFO", "server")
-	if err != nil {
-		return redisproc.Version{}, fmt.Errorf("target: %w", err)
-	}
-	v, err := redisproc.ParseVersion(redisproc.InfoField(info.Text(), "redis_version"))
-	if err != nil {
-		return v, fmt.Errorf("target: %w", err)
-	}
-	if t.targetCluster, err = cluster.Enabled(dst); err != nil {
-		return v, fmt.Errorf("target: %w", err)
-	}
 	fc := t.cfg.Filter
 	if fc.Databases = sourceDBs; sourceDBs == 0 {
 		fc.Databases = databases(dst)
