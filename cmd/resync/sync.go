@@ -23,7 +23,7 @@ type syncFlags struct {
 	source, target                      *endpointFlags
 	name, logFormat, statusAddr, config *string
 	buffer                              *byteSize
-	heartbeat                           *time.Duration
+	heartbeat, retryFor                 *time.Duration
 	sel                                 *selectionFlags
 	load                                *loadFlags
 }
@@ -41,6 +41,7 @@ func newSyncFlags(stderr io.Writer) (*flag.FlagSet, *syncFlags) {
 	f.logFormat = fs.String("log-format", "text", "log format: text or json")
 	f.statusAddr = fs.String("status-addr", "127.0.0.1:7780", `serve /status and /metrics here ("" disables; port 0 picks a free one)`)
 	f.heartbeat = fs.Duration("heartbeat-interval", time.Second, "how often the heartbeat key is written to the source")
+	f.retryFor = fs.Duration("retry-for", task.DefaultRetryFor, "how long a lost source or target connection is retried before the task fails")
 	f.config = fs.String("config", "", "a TOML task file with these settings (flags given here win)")
 	f.sel = addSelectionFlags(fs)
 	f.load = addLoadFlags(fs)
@@ -82,7 +83,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(err)
 	}
 	cfg := task.Config{Name: *name, Source: src, Target: dst, BufferBytes: int(*buffer),
-		HeartbeatInterval: *heartbeat, Logger: log}
+		HeartbeatInterval: *heartbeat, RetryFor: *f.retryFor, Logger: log}
 	if cfg.Filter, err = sel.config(); err == nil {
 		err = load.apply(&cfg)
 	}

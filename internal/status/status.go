@@ -180,7 +180,7 @@ var (
 		"rewrite (the target cannot load the payload, or --rewrite always) or big (chunked).", []string{"task", "why"}, nil)
 )
 
-var states = []string{task.StatePrecheck, task.StateFullSync, task.StateSynchronizing, "retrying", task.StateFailed, task.StateStopped}
+var states = []string{task.StatePrecheck, task.StateFullSync, task.StateSynchronizing, task.StateRetrying, task.StateFailed, task.StateStopped}
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descState, descLag, descRecv, descAppl, descKeys, descRDB, descBytes, descCmds, descPub, descErrs, descSkip, descRewr,

@@ -112,6 +112,8 @@ func rank(state string) int {
 	switch state {
 	case StateFailed:
 		return 5
+	case StateRetrying:
+		return 4
 	case StatePrecheck:
 		return 3
 	case StateFullSync:
@@ -153,6 +155,7 @@ func aggregate(st *Status, shards []Status) {
 		st.RDBBytes += s.RDBBytes
 		st.PublishSkipped += s.PublishSkipped
 		st.Commands += s.Commands
+		st.Retries += s.Retries
 		st.BytesWritten += s.BytesWritten
 		if st.RDBBytesTotal >= 0 {
 			if s.RDBBytesTotal < 0 {

@@ -78,6 +78,9 @@ type Config struct {
 	// command whose keys span its slots (router.Options).
 	CrossSlot         string
 	SplitTransactions bool
+	// RetryFor bounds how long a lost source or target connection is
+	// retried (default DefaultRetryFor).
+	RetryFor time.Duration
 }
 
 // Conflict rules: what a new task does with a target that holds keys.
@@ -95,6 +98,7 @@ const (
 	StatePrecheck      = "precheck"
 	StateFullSync      = "full_sync"
 	StateSynchronizing = "synchronizing"
+	StateRetrying      = "retrying"
 	StateFailed        = "failed"
 	StateStopped       = "stopped"
 )
@@ -108,6 +112,8 @@ type Task struct {
 	state     string
 	lastError string
 	replID    string
+	retries   int64
+	healthy   time.Time // when the current session began streaming; zero when not
 
 	received  atomic.Int64
 	applied   atomic.Int64
@@ -176,6 +182,9 @@ func New(cfg Config) *Task {
 	if cfg.OnConflict == "" {
 		cfg.OnConflict = ConflictIntercept
 	}
+	if cfg.RetryFor <= 0 {
+		cfg.RetryFor = DefaultRetryFor
+	}
 	if cfg.Rewrite == "" {
 		cfg.Rewrite = RewriteAuto
 	}
@@ -219,6 +228,8 @@ type Status struct {
 	BytesWritten                     int64
 	// CommandsByName counts the stream's commands applied, by name.
 	CommandsByName map[string]int64
+	// Retries counts the reconnections after a lost connection.
+	Retries int64
 	// Shards are a cluster source's masters, one status each; the
 	// fields above then sum them (the lag is the worst).
 	Shards []Status
@@ -251,7 +262,7 @@ func (t *Task) ownStatus() Status {
 		RDBBytes: t.rdbBytes.Load(), RDBBytesTotal: t.rdbTotal.Load(),
 		PublishSkipped: t.published.Load(), Commands: t.commands.Load(), LagMs: t.lagMs.Load(),
 		SourceAddr: t.cfg.Source.Addr, TargetAddr: t.cfg.Target.Addr, BytesWritten: t.bytesOut.Load() + t.counts.Bytes.Load(),
-		CommandsByName: maps.Clone(t.byName)}
+		CommandsByName: maps.Clone(t.byName), Retries: t.retries}
 }
 
 func (t *Task) setState(s string) {
@@ -303,58 +314,129 @@ func (t *Task) Run(ctx context.Context) error {
 		stopBeat()
 		<-hbDone
 	}()
-	t.setState(StateFullSync)
-	link, err := receiver.Connect(ctx, receiver.Options{Source: t.cfg.Source, AnnouncePort: t.cfg.AnnouncePort, Logger: t.log})
-	if err != nil {
-		if ctx.Err() != nil {
-			t.setState(StateStopped)
-			return nil
+	var w sink
+	defer func() {
+		if w != nil {
+			w.Close()
 		}
-		return t.failed(err)
+	}()
+	window := retryWindow{limit: t.cfg.RetryFor}
+	for {
+		err := t.session(ctx, &w, target)
+		if ctx.Err() != nil {
+			return t.stop(w)
+		}
+		if !retryable(err) {
+			return t.failed(err)
+		}
+		wait, ok := window.next(time.Now(), t.healthySince())
+		if !ok {
+			return t.failed(fmt.Errorf("gave up after retrying for %s (--retry-for): %w", t.cfg.RetryFor, err))
+		}
+		t.mu.Lock()
+		t.lastError = err.Error()
+		t.retries++
+		t.mu.Unlock()
+		t.setState(StateRetrying)
+		t.log.Warn("connection lost; retrying", "err", err, "in", wait.Round(time.Millisecond))
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return t.stop(w)
+		}
+	}
+}
+
+// stop ends the task on request: what is in flight is confirmed (or the
+// target is gone), and the applied offset says how far the target is.
+func (t *Task) stop(w sink) error {
+	t.setState(StateStopped)
+	if w == nil {
+		return nil
+	}
+	drain, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.Sync(drain); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		t.log.Warn("draining the target", "err", err)
+	}
+	t.applied.Store(max(t.applied.Load(), w.Applied()))
+	t.log.Info("stopped", "applied", t.applied.Load())
+	return nil
+}
+
+// session connects to the source — PSYNC from the applied offset when the
+// task has applied some — and runs the full sync when the source asks for
+// one, then the stream, until a side fails or ctx ends. *w is the sink
+// kept between sessions while it is sound: before a new PSYNC it is
+// drained, so the applied offset is exact and nothing is written twice.
+func (t *Task) session(ctx context.Context, w *sink, target redisproc.Version) error {
+	t.mu.Lock()
+	t.healthy = time.Time{} // until this session streams
+	t.mu.Unlock()
+	if *w != nil {
+		if err := (*w).Sync(ctx); err != nil || (*w).Err() != nil {
+			// The target side failed: what was in flight may have
+			// landed or not; it is sent again (at least once).
+			(*w).Close()
+			*w = nil
+		} else {
+			t.applied.Store(max(t.applied.Load(), (*w).Applied()))
+		}
+	}
+	t.mu.Lock()
+	replID := t.replID
+	t.mu.Unlock()
+	o := receiver.Options{Source: t.cfg.Source, AnnouncePort: t.cfg.AnnouncePort, Logger: t.log}
+	if replID != "" {
+		o.ReplID, o.Offset = replID, t.applied.Load()
+	} else {
+		t.setState(StateFullSync)
+	}
+	link, err := receiver.Connect(ctx, o)
+	if err != nil {
+		return err
 	}
 	defer link.Close()
-	// The stream begins when the source took its snapshot, about now: a
-	// floor for dating the commands it buffers before the first
-	// heartbeat arrives.
-	t.lastBeatMs = time.Now().UnixMilli()
+	if *w == nil {
+		if *w, err = t.openTarget(ctx); err != nil {
+			return err
+		}
+	}
+	if link.Full() {
+		if replID != "" {
+			if err := t.resyncFromScratch(ctx); err != nil {
+				return err
+			}
+		}
+		t.setState(StateFullSync)
+		// The stream begins when the source took its snapshot, about
+		// now: a floor for dating the commands it buffers before the
+		// first heartbeat arrives.
+		t.lastBeatMs = time.Now().UnixMilli()
+		t.rdbTotal.Store(link.RDBSize())
+		t.rdbBytes.Store(0)
+		if err := t.fullSync(ctx, link, *w, target); err != nil {
+			return err
+		}
+		// A new stream: SELECT starts over.
+		t.stream = t.filter.NewStream()
+	} else {
+		t.log.Info("partial resync", "replid", link.ReplID(), "offset", link.StartOffset())
+	}
+	// PSYNC2 may name a new replid with +CONTINUE: the offsets go on.
 	t.mu.Lock()
 	t.replID = link.ReplID()
 	t.mu.Unlock()
-	w, err := t.openTarget(ctx)
-	if err != nil {
-		return t.failed(err)
-	}
-	defer w.Close()
-	if link.Full() {
-		t.rdbTotal.Store(link.RDBSize())
-		if err := t.fullSync(ctx, link, w, target); err != nil {
-			if ctx.Err() != nil {
-				t.setState(StateStopped)
-				return nil
-			}
-			return t.failed(err)
-		}
-	}
 	t.applied.Store(link.StartOffset())
 	t.received.Store(link.StartOffset())
-	t.stream = t.filter.NewStream()
-	t.setState(StateSynchronizing)
-	err = t.incremental(ctx, link, w)
-	if ctx.Err() != nil {
-		// Stopping (the state says so while it drains): what is in
-		// flight is confirmed (or the target is gone), and the applied
-		// offset says how far the target is.
-		t.setState(StateStopped)
-		drain, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if serr := w.Sync(drain); serr != nil && !errors.Is(serr, context.DeadlineExceeded) {
-			t.log.Warn("draining the target", "err", serr)
-		}
-		t.applied.Store(max(t.applied.Load(), w.Applied()))
-		t.log.Info("stopped", "applied", t.applied.Load())
-		return nil
+	if t.stream == nil {
+		t.stream = t.filter.NewStream()
 	}
-	return t.failed(err)
+	t.setState(StateSynchronizing)
+	t.mu.Lock()
+	t.healthy = time.Now()
+	t.mu.Unlock()
+	return t.incremental(ctx, link, *w)
 }
 
 // precheck: both sides reachable and authenticated; the selection valid

@@ -1,0 +1,92 @@
+package task_test
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/resync/resync/internal/redisproc"
+	"github.com/resync/resync/internal/redistest"
+	"github.com/resync/resync/internal/task"
+)
+
+// stat reads a number from INFO stats.
+func stat(t *testing.T, s *redisproc.Server, field string) int {
+	t.Helper()
+	n, err := strconv.Atoi(redisproc.InfoField(redistest.Do(t, s, "INFO", "stats"), field))
+	if err != nil {
+		t.Fatalf("INFO stats %s: %v", field, err)
+	}
+	return n
+}
+
+// TestSourceDropsLink: the source drops resync's link 20 times under a
+// load of non-idempotent commands. Each time resync reconnects with PSYNC
+// from its applied offset and the source continues (no full sync); the
+// target ends exactly equal.
+func TestSourceDropsLink(t *testing.T) {
+	src, dst := redistest.Start(t), redistest.Start(t)
+	redistest.Do(t, src, "SET", "before", "1")
+	r := start(t, src, dst)
+	r.waitState(t, task.StateSynchronizing)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	loadDone := make(chan error, 1)
+	c := redistest.Dial(t, src)
+	go func() {
+		for i := 0; ctx.Err() == nil; i++ {
+			n := strconv.Itoa(i % 100)
+			for _, cmd := range [][]string{{"INCR", "n:" + n}, {"RPUSH", "l:" + n, strconv.Itoa(i)}, {"APPEND", "s:" + n, "x"}, {"HINCRBY", "h", n, "1"}} {
+				if _, err := c.Do(cmd...); err != nil {
+					loadDone <- err
+					return
+				}
+			}
+			time.Sleep(500 * time.Microsecond)
+		}
+		loadDone <- nil
+	}()
+	for range 20 {
+		time.Sleep(250 * time.Millisecond)
+		redistest.Do(t, src, "CLIENT", "KILL", "TYPE", "slave")
+	}
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	if err := <-loadDone; err != nil {
+		t.Fatal(err)
+	}
+	r.waitState(t, task.StateSynchronizing)
+	r.waitCaughtUp(t, src)
+	assertEqual(t, src, dst)
+	full, partial := stat(t, src, "sync_full"), stat(t, src, "sync_partial_ok")
+	st := r.task.Status()
+	t.Logf("sync_full %d, sync_partial_ok %d, retries %d", full, partial, st.Retries)
+	if full != 1 || partial < 20 || st.Retries < 20 {
+		t.Fatalf("sync_full %d (want 1), sync_partial_ok %d and retries %d (want 20 or more)", full, partial, st.Retries)
+	}
+}
+
+// TestRetryWindowRunsOut: a source that stays away is retried for
+// --retry-for, state retrying with the last error, then the task fails
+// saying why.
+func TestRetryWindowRunsOut(t *testing.T) {
+	src, dst := redistest.Start(t), redistest.Start(t)
+	r := startWith(t, src, dst, func(c *task.Config) { c.RetryFor = 1500 * time.Millisecond })
+	r.waitState(t, task.StateSynchronizing)
+	src.Kill()
+	deadline := time.Now().Add(5 * time.Second)
+	sawRetrying := false
+	for st := r.task.Status(); st.State != task.StateFailed; st = r.task.Status() {
+		sawRetrying = sawRetrying || st.State == task.StateRetrying && st.LastError != ""
+		if time.Now().After(deadline) {
+			t.Fatalf("state %s after 5 s", st.State)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if e := r.task.Status().LastError; !sawRetrying || !strings.Contains(e, "gave up after retrying for 1.5s (--retry-for)") {
+		t.Fatalf("retrying seen: %v; error %q", sawRetrying, e)
+	}
+}
