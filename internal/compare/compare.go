@@ -20,8 +20,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +27,7 @@ import (
 	"github.com/resync/resync/internal/cluster"
 	"github.com/resync/resync/internal/dialer"
 	"github.com/resync/resync/internal/filter"
+	"github.com/resync/resync/internal/redisproc"
 )
 
 // Options say what to compare.
@@ -329,16 +328,7 @@ func keyspaceDBs(c *dialer.Conn) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	var dbs []int
-	for line := range strings.Lines(v.Text()) {
-		if rest, ok := strings.CutPrefix(line, "db"); ok {
-			name, _, _ := strings.Cut(rest, ":")
-			if n, err := strconv.Atoi(name); err == nil {
-				dbs = append(dbs, n)
-			}
-		}
-	}
-	return dbs, nil
+	return redisproc.KeyspaceDBs(v.Text()), nil
 }
 
 // Walk compares every source key (and with Reverse, every target key)

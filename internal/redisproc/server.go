@@ -371,6 +371,20 @@ func InfoField(info, field string) string {
 	return ""
 }
 
+// KeyspaceDBs lists the databases an INFO keyspace reply says hold keys.
+func KeyspaceDBs(info string) []int {
+	dbs := []int{}
+	for line := range strings.Lines(info) {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "db"); ok {
+			name, _, _ := strings.Cut(rest, ":")
+			if n, err := strconv.Atoi(name); err == nil {
+				dbs = append(dbs, n)
+			}
+		}
+	}
+	return dbs
+}
+
 // String names the server without its password.
 func (s *Server) String() string { return "redis-server " + s.Addr }
 

@@ -36,7 +36,6 @@
 package router
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -193,15 +192,6 @@ func (r *Router) writer(ctx context.Context, addr string) (*writer.Writer, error
 	return w, nil
 }
 
-// Masters returns the masters' addresses.
-func (r *Router) Masters() []string {
-	var out []string
-	for _, m := range r.top.Masters {
-		out = append(out, m.Addr)
-	}
-	return out
-}
-
 // send writes one single-slot command (or a broadcast's copy) to addr.
 func (r *Router) send(addr string, op writer.Op) error {
 	w := r.writers[addr]
@@ -233,7 +223,7 @@ func (r *Router) Write(op writer.Op) error {
 		r.inTx = false
 		return r.transaction(op)
 	case r.inTx:
-		r.tx = append(r.tx, copyOp(op))
+		r.tx = append(r.tx, op.Clone())
 		return nil
 	}
 	return r.route(name, op)
@@ -647,15 +637,6 @@ func (r *Router) Close() error {
 		errs = append(errs, r.writers[addr].Close())
 	}
 	return errors.Join(errs...)
-}
-
-func copyOp(op writer.Op) writer.Op {
-	a := make([][]byte, len(op.Args))
-	for i, x := range op.Args {
-		a[i] = bytes.Clone(x)
-	}
-	op.Args = a
-	return op
 }
 
 // args renders a command for an error, shortened.

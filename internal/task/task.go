@@ -512,16 +512,7 @@ func keyspaceDBs(c *dialer.Conn) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	dbs := []int{}
-	for line := range strings.Lines(v.Text()) {
-		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "db"); ok {
-			name, _, _ := strings.Cut(rest, ":")
-			if n, err := strconv.Atoi(name); err == nil {
-				dbs = append(dbs, n)
-			}
-		}
-	}
-	return dbs, nil
+	return redisproc.KeyspaceDBs(v.Text()), nil
 }
 
 // sink is where the task's commands go: one writer, or a router over a

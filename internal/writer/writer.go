@@ -169,7 +169,8 @@ func (w *Writer) Write(op Op) error {
 		p.size += len(a) + 16
 	}
 	if w.o.Cluster {
-		p.op = ownCopy(op)
+		c := op.Clone()
+		p.op = &c
 	}
 	switch p.name {
 	case "MULTI":
@@ -196,9 +197,10 @@ func (w *Writer) Write(op Op) error {
 	return w.push(p)
 }
 
-// ownCopy copies an op's arguments into one allocation: the caller may
-// reuse its buffers once Write returns.
-func ownCopy(op Op) *Op {
+// Clone returns op with its arguments (and key) copied into memory of its
+// own, one allocation for the arguments: for holding a command past the
+// moment its caller reuses its buffers.
+func (op Op) Clone() Op {
 	n := 0
 	for _, a := range op.Args {
 		n += len(a)
@@ -213,7 +215,7 @@ func ownCopy(op Op) *Op {
 	if op.Key != nil {
 		op.Key = append([]byte(nil), op.Key...)
 	}
-	return &op
+	return op
 }
 
 // Mark records that offset is reached once every command before it is
