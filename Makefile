@@ -32,6 +32,7 @@ fuzz:
 	$(GO) test ./internal/command -run '^$$' -fuzz FuzzKeys -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/filter -run '^$$' -fuzz FuzzApply -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/cluster -run '^$$' -fuzz FuzzParseNodes -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/checkpoint -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 
 bench:
 	$(GO) test ./internal/resp ./internal/rdb ./internal/filter -run '^$$' -bench . -benchmem

@@ -23,7 +23,9 @@ type syncFlags struct {
 	source, target                      *endpointFlags
 	name, logFormat, statusAddr, config *string
 	buffer                              *byteSize
-	heartbeat, retryFor                 *time.Duration
+	heartbeat, retryFor, ioTimeout      *time.Duration
+	delivery                            *string
+	reset                               *bool
 	sel                                 *selectionFlags
 	load                                *loadFlags
 }
@@ -42,6 +44,9 @@ func newSyncFlags(stderr io.Writer) (*flag.FlagSet, *syncFlags) {
 	f.statusAddr = fs.String("status-addr", "127.0.0.1:7780", `serve /status and /metrics here ("" disables; port 0 picks a free one)`)
 	f.heartbeat = fs.Duration("heartbeat-interval", time.Second, "how often the heartbeat key is written to the source")
 	f.retryFor = fs.Duration("retry-for", task.DefaultRetryFor, "how long a lost source or target connection is retried before the task fails")
+	f.ioTimeout = fs.Duration("io-timeout", dialer.DefaultIOTimeout, "a connection that answers nothing for this long is treated as lost (and retried)")
+	f.delivery = fs.String("delivery", task.DeliveryExactlyOnce, "exactly-once: each batch and its checkpoint in one MULTI/EXEC on the target; at-least-once: no transactions (faster; after a fault up to a second of commands may apply twice)")
+	f.reset = fs.Bool("reset", false, "forget the task's checkpoints on the target and start with a full sync (the conflict rule applies again)")
 	f.config = fs.String("config", "", "a TOML task file with these settings (flags given here win)")
 	f.sel = addSelectionFlags(fs)
 	f.load = addLoadFlags(fs)
@@ -82,8 +87,15 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
+	if *f.delivery != task.DeliveryExactlyOnce && *f.delivery != task.DeliveryAtLeastOnce {
+		return fail(fmt.Errorf("--delivery %q: want %s or %s", *f.delivery, task.DeliveryExactlyOnce, task.DeliveryAtLeastOnce))
+	}
+	if *f.ioTimeout <= 0 {
+		return fail(fmt.Errorf("--io-timeout %s: want a positive duration", *f.ioTimeout))
+	}
+	src.IOTimeout, dst.IOTimeout = *f.ioTimeout, *f.ioTimeout
 	cfg := task.Config{Name: *name, Source: src, Target: dst, BufferBytes: int(*buffer),
-		HeartbeatInterval: *heartbeat, RetryFor: *f.retryFor, Logger: log}
+		HeartbeatInterval: *heartbeat, RetryFor: *f.retryFor, Delivery: *f.delivery, Reset: *f.reset, Logger: log}
 	if cfg.Filter, err = sel.config(); err == nil {
 		err = load.apply(&cfg)
 	}

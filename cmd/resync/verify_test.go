@@ -19,6 +19,7 @@ import (
 	"github.com/resync/resync/internal/dialer"
 	"github.com/resync/resync/internal/redisproc"
 	"github.com/resync/resync/internal/redistest"
+	"github.com/resync/resync/internal/task"
 	"github.com/resync/resync/internal/verify"
 )
 
@@ -211,7 +212,7 @@ func TestVerifyWhileSyncing(t *testing.T) {
 	go func() {
 		done <- run(ctx, []string{"sync", "--source", src.Addr, "--target", dst.Addr, "--status-addr", ""}, &bytes.Buffer{}, &syncErr)
 	}()
-	for deadline := time.Now().Add(20 * time.Second); redistest.Do(t, dst, "DBSIZE") != "30000"; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(20 * time.Second); userKeys(t, dst) != 30000; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the full sync did not finish: %s", syncErr.String())
 		}
@@ -347,4 +348,15 @@ func TestVerifyCluster(t *testing.T) {
 	if code, out, errOut := runCLI("verify", "--source", single.Addr, "--target", node, "--reverse"); code != exitOK {
 		t.Fatalf("after the repair into the cluster: exit %d\n%s%s", code, out, errOut)
 	}
+}
+
+// userKeys counts a server's db 0 keys outside resync's reserved prefix.
+func userKeys(t *testing.T, s *redisproc.Server) int {
+	t.Helper()
+	n, _ := strconv.Atoi(redistest.Do(t, s, "DBSIZE"))
+	v, err := redistest.Dial(t, s).Do("KEYS", task.ReservedPrefix+"*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n - len(v.Elems)
 }

@@ -19,7 +19,7 @@ func (t *Task) Restore(ctx context.Context, r io.Reader, size int64) error {
 	t.rdbTotal.Store(size)
 	// A file does not say how many databases its server had: the
 	// target's count bounds what it can take anyway.
-	target, err := t.checkTarget(ctx, 0)
+	target, err := t.checkTarget(ctx, 0, false)
 	if err != nil {
 		return t.failed(err)
 	}

@@ -94,10 +94,14 @@ func retryable(err error) bool {
 // selected target databases: they are emptied, so that keys the source
 // deleted during the gap go too. In overwrite mode they are left, and the
 // task says what that means.
-func (t *Task) resyncFromScratch(ctx context.Context) error {
+func (t *Task) resyncFromScratch(ctx context.Context, w sink) error {
 	if t.cfg.OnConflict == ConflictOverwrite {
 		t.log.Warn("the source asked for a full resync: keys are overwritten, but keys it deleted during the gap may remain on the target (resync verify --reverse finds them)")
 		return nil
+	}
+	if t.child {
+		t.log.Warn("the source asked for a full resync: emptying the shard's slots on the target first (on-conflict intercept)")
+		return t.flushShard(w)
 	}
 	t.log.Warn("the source asked for a full resync: emptying the selected target databases first (on-conflict intercept)")
 	dst, err := dialer.Dial(ctx, t.cfg.Target)

@@ -90,3 +90,75 @@ func TestRetryWindowRunsOut(t *testing.T) {
 		t.Fatalf("retrying seen: %v; error %q", sawRetrying, e)
 	}
 }
+
+// TestTargetStopped: the target (AOF on) is down for 10 s under a load
+// of non-idempotent commands. The task retries, then resumes from the
+// checkpoint the target kept, with a partial resync from the source's
+// backlog (large enough for the outage): exact.
+func TestTargetStopped(t *testing.T) {
+	src := redistest.Start(t, "repl-backlog-size 64mb")
+	dst := redistest.Start(t, "appendonly yes", "appendfsync always")
+	r := start(t, src, dst)
+	r.waitState(t, task.StateSynchronizing)
+	load := redistest.StartLoad(t, src.DialOptions(), 300, time.Millisecond, nil)
+	time.Sleep(500 * time.Millisecond)
+	dst.Kill()
+	deadline := time.Now().Add(5 * time.Second)
+	for st := r.task.Status(); st.State != task.StateRetrying || st.LastError == ""; st = r.task.Status() {
+		if time.Now().After(deadline) {
+			t.Fatalf("state %s, last error %q: want retrying with the error", st.State, st.LastError)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("retrying: %s", r.task.Status().LastError)
+	time.Sleep(10 * time.Second)
+	if err := dst.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r.waitState(t, task.StateSynchronizing)
+	time.Sleep(500 * time.Millisecond)
+	if err := load.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	r.waitCaughtUp(t, src)
+	assertEqual(t, src, dst)
+	if full, partial := stat(t, src, "sync_full"), stat(t, src, "sync_partial_ok"); full != 1 || partial < 1 {
+		t.Fatalf("sync_full %d, sync_partial_ok %d: want 1 and at least 1", full, partial)
+	}
+}
+
+// TestForcedFullResyncIntercept: while the target is down, the source
+// deletes keys and writes past its backlog, so that it answers the next
+// PSYNC with a full resync. In intercept mode the task empties its target
+// databases first: no key the source deleted remains.
+func TestForcedFullResyncIntercept(t *testing.T) {
+	src := redistest.Start(t, "repl-backlog-size 16kb")
+	dst := redistest.Start(t, "appendonly yes", "appendfsync always")
+	c := redistest.Dial(t, src)
+	for i := range 200 {
+		doAll(t, c, []string{"SET", "old:" + strconv.Itoa(i), "v"})
+	}
+	r := start(t, src, dst)
+	r.waitState(t, task.StateSynchronizing)
+	r.waitCaughtUp(t, src)
+	dst.Kill()
+	for i := range 200 {
+		doAll(t, c, []string{"DEL", "old:" + strconv.Itoa(i)})
+	}
+	big := strings.Repeat("x", 1000)
+	for i := range 100 { // 100 kB: past the backlog
+		doAll(t, c, []string{"SET", "new:" + strconv.Itoa(i), big})
+	}
+	if err := dst.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r.waitState(t, task.StateSynchronizing)
+	r.waitCaughtUp(t, src)
+	if n := redistest.Do(t, dst, "EXISTS", "old:7"); n != "0" {
+		t.Fatal("a key the source deleted is still on the target")
+	}
+	assertEqual(t, src, dst)
+	if full := stat(t, src, "sync_full"); full != 2 {
+		t.Fatalf("sync_full %d, want 2 (the forced one)", full)
+	}
+}

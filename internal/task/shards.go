@@ -48,8 +48,13 @@ func (t *Task) runShards(ctx context.Context, top *cluster.Topology) error {
 	// The seed node stands for the source in the checks: a cluster has
 	// db 0 only, and every master runs one version.
 	if _, err := t.precheck(ctx); err != nil {
+		if t.lock != nil {
+			t.lock.release(t.log)
+		}
 		return t.failed(err)
 	}
+	ctx, release := t.holdLock(ctx)
+	defer release()
 	t.setState(StateFullSync) // from now on, the shards' worst state
 	var children []*Task
 	for i, m := range top.Masters {

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/resync/resync/internal/checkpoint"
 	"github.com/resync/resync/internal/cluster"
 	"github.com/resync/resync/internal/dialer"
 	"github.com/resync/resync/internal/filter"
@@ -81,6 +82,11 @@ type Config struct {
 	// RetryFor bounds how long a lost source or target connection is
 	// retried (default DefaultRetryFor).
 	RetryFor time.Duration
+	// Delivery is DeliveryExactlyOnce (default) or DeliveryAtLeastOnce.
+	Delivery string
+	// Reset forgets the task's checkpoints on the target before it
+	// starts: a new full sync, under the conflict rule.
+	Reset bool
 }
 
 // Conflict rules: what a new task does with a target that holds keys.
@@ -156,6 +162,16 @@ type Task struct {
 	// and the lag the last applied one measured (-1: unknown).
 	beats []beat
 	lagMs atomic.Int64
+
+	// The apply loop's view of the target connection and checkpoints,
+	// and the source database at the offsets not yet checkpointed.
+	tx        txn
+	dbs       []dbChange
+	baseDB    int
+	streaming bool // the session reached the stream: applied is a stream offset
+	// lastOffset is the offset of the last command applied.
+	lastOffset int64
+	lock       *taskLock
 }
 
 // beat is a heartbeat write seen in the stream: its offset, and the time
@@ -184,6 +200,9 @@ func New(cfg Config) *Task {
 	}
 	if cfg.RetryFor <= 0 {
 		cfg.RetryFor = DefaultRetryFor
+	}
+	if cfg.Delivery == "" {
+		cfg.Delivery = DeliveryExactlyOnce
 	}
 	if cfg.Rewrite == "" {
 		cfg.Rewrite = RewriteAuto
@@ -299,8 +318,13 @@ func (t *Task) Run(ctx context.Context) error {
 	}
 	target, err := t.precheck(ctx)
 	if err != nil {
+		if t.lock != nil {
+			t.lock.release(t.log)
+		}
 		return t.failed(err)
 	}
+	ctx, release := t.holdLock(ctx)
+	defer release()
 	t.targetVersion = target
 	// The heartbeat runs from before the snapshot: written during the
 	// full sync, it dates the commands the source buffers meanwhile.
@@ -323,6 +347,9 @@ func (t *Task) Run(ctx context.Context) error {
 	window := retryWindow{limit: t.cfg.RetryFor}
 	for {
 		err := t.session(ctx, &w, target)
+		if cause := context.Cause(ctx); errors.Is(cause, ErrLocked) {
+			return t.failed(cause)
+		}
 		if ctx.Err() != nil {
 			return t.stop(w)
 		}
@@ -356,10 +383,21 @@ func (t *Task) stop(w sink) error {
 	}
 	drain, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := w.Sync(drain); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+	err := w.Sync(drain)
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		t.log.Warn("draining the target", "err", err)
 	}
 	t.applied.Store(max(t.applied.Load(), w.Applied()))
+	if err == nil && t.streaming {
+		// What was confirmed, checkpointed: a restart resumes exactly
+		// here. (A transaction left open is dropped with the
+		// connection; its commands come again.)
+		a := t.applied.Load()
+		p := checkpoint.Point{ReplID: t.currentReplID(), Offset: a, DB: t.dbAt(a), State: checkpoint.Streaming}
+		if err := t.saveCheckpoint(drain, p); err != nil {
+			t.log.Warn("stopping", "err", err)
+		}
+	}
 	t.log.Info("stopped", "applied", t.applied.Load())
 	return nil
 }
@@ -374,19 +412,39 @@ func (t *Task) session(ctx context.Context, w *sink, target redisproc.Version) e
 	t.healthy = time.Time{} // until this session streams
 	t.mu.Unlock()
 	if *w != nil {
-		if err := (*w).Sync(ctx); err != nil || (*w).Err() != nil {
+		err := t.discard(*w)
+		if err == nil {
+			err = (*w).Sync(ctx)
+		}
+		if err != nil || (*w).Err() != nil {
 			// The target side failed: what was in flight may have
-			// landed or not; it is sent again (at least once).
+			// landed or not; its checkpoint will say.
 			(*w).Close()
 			*w = nil
-		} else {
-			t.applied.Store(max(t.applied.Load(), (*w).Applied()))
+		} else if t.streaming {
+			a := max(t.applied.Load(), (*w).Applied())
+			t.applied.Store(a)
+			t.stream.SetDB(t.dbAt(a))
 		}
 	}
-	t.mu.Lock()
-	replID := t.replID
-	t.mu.Unlock()
+	scratch := false
+	if *w == nil {
+		nw, err := t.openTarget(ctx)
+		if err != nil {
+			return err
+		}
+		*w = nw
+		t.newSink()
+		if scratch, err = t.resume(ctx); err != nil {
+			return err
+		}
+	}
+	t.streaming = false
+	replID := t.currentReplID()
 	o := receiver.Options{Source: t.cfg.Source, AnnouncePort: t.cfg.AnnouncePort, Logger: t.log}
+	if t.cfg.Source.IOTimeout > 0 {
+		o.ReadTimeout = t.cfg.Source.IOTimeout // the source pings every 10s by default
+	}
 	if replID != "" {
 		o.ReplID, o.Offset = replID, t.applied.Load()
 	} else {
@@ -397,14 +455,9 @@ func (t *Task) session(ctx context.Context, w *sink, target redisproc.Version) e
 		return err
 	}
 	defer link.Close()
-	if *w == nil {
-		if *w, err = t.openTarget(ctx); err != nil {
-			return err
-		}
-	}
 	if link.Full() {
-		if replID != "" {
-			if err := t.resyncFromScratch(ctx); err != nil {
+		if replID != "" || scratch {
+			if err := t.resyncFromScratch(ctx, *w); err != nil {
 				return err
 			}
 		}
@@ -418,8 +471,10 @@ func (t *Task) session(ctx context.Context, w *sink, target redisproc.Version) e
 		if err := t.fullSync(ctx, link, *w, target); err != nil {
 			return err
 		}
-		// A new stream: SELECT starts over.
+		// A new stream: SELECT starts over; the loader left the
+		// connection in some database.
 		t.stream = t.filter.NewStream()
+		t.dbs, t.baseDB, t.tx.connDB = nil, 0, -1
 	} else {
 		t.log.Info("partial resync", "replid", link.ReplID(), "offset", link.StartOffset())
 	}
@@ -429,9 +484,11 @@ func (t *Task) session(ctx context.Context, w *sink, target redisproc.Version) e
 	t.mu.Unlock()
 	t.applied.Store(link.StartOffset())
 	t.received.Store(link.StartOffset())
+	t.lastOffset = link.StartOffset()
 	if t.stream == nil {
 		t.stream = t.filter.NewStream()
 	}
+	t.streaming = true
 	t.setState(StateSynchronizing)
 	t.mu.Lock()
 	t.healthy = time.Now()
@@ -464,7 +521,7 @@ func (t *Task) precheck(ctx context.Context) (redisproc.Version, error) {
 		// must not find another's first keys a conflict.
 		return t.targetInfo(ctx)
 	}
-	return t.checkTarget(ctx, databases(src))
+	return t.checkTarget(ctx, databases(src), true)
 }
 
 // targetInfo reads what a shard needs of the target: its version and
@@ -529,17 +586,28 @@ type sink interface {
 
 // openTarget opens the writer, or for a cluster the router.
 func (t *Task) openTarget(ctx context.Context) (sink, error) {
+	// Never a typed nil in the interface: callers test it against nil.
 	if t.targetCluster {
-		return router.Open(ctx, router.Options{Target: t.cfg.Target, Window: t.cfg.Window, WindowBytes: t.cfg.WindowBytes,
+		r, err := router.Open(ctx, router.Options{Target: t.cfg.Target, Window: t.cfg.Window, WindowBytes: t.cfg.WindowBytes,
 			CrossSlot: t.cfg.CrossSlot, SplitTransactions: t.cfg.SplitTransactions, Logger: t.log})
+		if err != nil {
+			return nil, err
+		}
+		return r, nil
 	}
-	return writer.Open(ctx, writer.Options{Target: t.cfg.Target, Window: t.cfg.Window, WindowBytes: t.cfg.WindowBytes})
+	w, err := writer.Open(ctx, writer.Options{Target: t.cfg.Target, Window: t.cfg.Window, WindowBytes: t.cfg.WindowBytes})
+	if err != nil {
+		return nil, err
+	}
+	return w, nil
 }
 
 // checkTarget reads the target's version, builds the filter for a source
 // of the given number of databases (0: as many as the target has) and
-// applies the conflict rule to the target databases the task writes.
-func (t *Task) checkTarget(ctx context.Context, sourceDBs int) (redisproc.Version, error) {
+// applies the conflict rule to the target databases the task writes. A
+// sync (rather than a file's restore) takes the task's lock first, and a
+// target holding the task's checkpoints is the task's own: no conflict.
+func (t *Task) checkTarget(ctx context.Context, sourceDBs int, sync bool) (redisproc.Version, error) {
 	dst, v, err := t.readTarget(ctx)
 	if err != nil {
 		return v, err
@@ -552,7 +620,15 @@ func (t *Task) checkTarget(ctx context.Context, sourceDBs int) (redisproc.Versio
 	if t.filter, err = filter.New(fc); err != nil {
 		return v, err
 	}
+	if sync && t.lock == nil {
+		if t.lock, err = t.acquireLock(ctx); err != nil {
+			return v, err
+		}
+	}
 	if !t.targetCluster {
+		if ours, err := t.hasState(sync, []*dialer.Conn{dst}, t.cfg.Reset); err != nil || ours {
+			return v, err // a task to resume: the keys are its own
+		}
 		return v, conflicts([]*dialer.Conn{dst}, t.filter.TargetDBs(fc.Databases), t.cfg.OnConflict, t.log)
 	}
 	// A cluster has db 0 only: every source database with keys must
@@ -582,6 +658,9 @@ func (t *Task) checkTarget(ctx context.Context, sourceDBs int) (redisproc.Versio
 			return v, fmt.Errorf("target master: %w", err)
 		}
 		masters = append(masters, c)
+	}
+	if ours, err := t.hasState(sync, masters, t.cfg.Reset); err != nil || ours {
+		return v, err
 	}
 	return v, conflicts(masters, []int{0}, t.cfg.OnConflict, t.log)
 }
@@ -628,6 +707,12 @@ func conflicts(nodes []*dialer.Conn, dbs []int, mode string, log *slog.Logger) e
 			}
 			if n > 0 {
 				keys, _, _ := strings.Cut(strings.TrimPrefix(counts, "keys="), ",")
+				// Not counting resync's own (another task's checkpoint).
+				if own, err := scanMatch(dst, ReservedPrefix+"*"); err == nil {
+					if k, err := strconv.Atoi(keys); err == nil {
+						keys = strconv.Itoa(k - len(own))
+					}
+				}
 				where := ""
 				if len(nodes) > 1 {
 					where = " on " + dst.Addr()
@@ -680,6 +765,12 @@ func (c countingReader) Read(p []byte) (int, error) {
 // and scripts it holds, and waits until the target confirmed all of it.
 func (t *Task) fullSync(ctx context.Context, link *receiver.Link, w sink, target redisproc.Version) error {
 	t.log.Info("full sync", "replid", link.ReplID(), "offset", link.StartOffset(), "rdb_bytes", link.RDBSize())
+	// Until it ends, the target holds part of a snapshot: a restart
+	// must start it over, not take the keys for someone else's.
+	begun := checkpoint.Point{ReplID: link.ReplID(), Offset: link.StartOffset(), State: checkpoint.FullSync}
+	if err := t.saveCheckpoint(ctx, begun); err != nil {
+		return err
+	}
 	d, err := rdb.NewDecoder(countingReader{link.RDB(), &t.rdbBytes})
 	if err != nil {
 		return fmt.Errorf("snapshot: %w", err)
@@ -688,6 +779,10 @@ func (t *Task) fullSync(ctx context.Context, link *receiver.Link, w sink, target
 		return err
 	}
 	if err := w.Sync(ctx); err != nil {
+		return err
+	}
+	done := checkpoint.Point{ReplID: link.ReplID(), Offset: link.StartOffset(), State: checkpoint.Streaming}
+	if err := t.saveCheckpoint(ctx, done); err != nil {
 		return err
 	}
 	c := &t.counts
@@ -768,7 +863,11 @@ func (t *Task) incremental(ctx context.Context, link *receiver.Link, w sink) err
 			}
 			return err
 		case <-tick.C:
-			t.publishApplied(link, w)
+			if err := t.publishApplied(link, w); err != nil {
+				cancel()
+				<-streamErr
+				return err
+			}
 		case <-progress.C:
 			st := t.Status()
 			t.log.Info("progress", "received", st.Received, "applied", st.Applied, "commands", st.Commands)
@@ -779,21 +878,28 @@ func (t *Task) incremental(ctx context.Context, link *receiver.Link, w sink) err
 				<-streamErr
 				return err
 			}
+			if err := t.publishApplied(link, w); err != nil {
+				cancel()
+				<-streamErr
+				return err
+			}
 			if err := w.Flush(); err != nil {
 				cancel()
 				<-streamErr
 				return err
 			}
-			t.publishApplied(link, w)
 		}
 	}
 }
 
-func (t *Task) publishApplied(link *receiver.Link, w sink) {
+func (t *Task) publishApplied(link *receiver.Link, w sink) error {
 	a := w.Applied()
 	if a > t.applied.Load() {
 		t.applied.Store(a)
 		link.SetApplied(a)
+	}
+	if err := t.watermark(w, a); err != nil {
+		return err
 	}
 	// A heartbeat is applied once the target confirmed everything up to
 	// it: the time it holds, against now, is the lag.
@@ -807,6 +913,7 @@ func (t *Task) publishApplied(link *receiver.Link, w sink) {
 		t.beats = append(t.beats[:0], t.beats[n:]...)
 	}
 	t.mu.Unlock()
+	return nil
 }
 
 // HeartbeatKey is the key the task writes to the source; a shard's
@@ -928,9 +1035,21 @@ func (t *Task) apply(b receiver.Batch, w sink) error {
 				args = loadReplace(args)
 			}
 			if t.child && isFlush(args[0]) {
-				// One master of a cluster emptied its own slots.
+				// One master of a cluster emptied its own slots: what
+				// came before is committed first, the deletion (through
+				// another connection) follows, then its checkpoint.
+				if t.tx.open || t.tx.wrote {
+					if err := t.commit(w, t.lastOffset); err != nil {
+						return err
+					}
+				}
 				if err := t.flushShard(w); err != nil {
 					return fmt.Errorf("stream offset %d: %s of a shard: %w", c.Offset, args[0], err)
+				}
+				if t.exact() {
+					if err := t.commit(w, c.Offset); err != nil {
+						return err
+					}
 				}
 				t.count(args[0])
 				continue
@@ -946,7 +1065,7 @@ func (t *Task) apply(b receiver.Batch, w sink) error {
 						if j == len(cmds)-1 {
 							op.Offset = offset
 						}
-						if err := w.Write(op); err != nil {
+						if err := t.write(w, op); err != nil {
 							return err
 						}
 					}
@@ -954,7 +1073,7 @@ func (t *Task) apply(b receiver.Batch, w sink) error {
 					continue
 				}
 			}
-			if err := w.Write(writer.Op{Args: args, Offset: offset, SourceMayFail: isScript(args[0])}); err != nil {
+			if err := t.write(w, writer.Op{Args: args, Offset: offset, SourceMayFail: isScript(args[0])}); err != nil {
 				return err
 			}
 			for _, a := range args {
@@ -965,8 +1084,11 @@ func (t *Task) apply(b receiver.Batch, w sink) error {
 		if len(res.Cmds) > 0 {
 			t.commands.Add(1)
 		}
+		t.noteDB(c.Offset)
+		t.lastOffset = c.Offset
 	}
-	return w.Mark(b.End)
+	t.lastOffset = b.End
+	return t.endBatch(w, b.End)
 }
 
 // isScript reports EVAL, EVALSHA and FCALL: sources before 7.0 replicate

@@ -181,10 +181,13 @@ func (w *Writer) Write(op Op) error {
 		p.queued = append([]pending(nil), w.tx...)
 		p.multi = w.multi
 		w.inTx = false
+	case "DISCARD":
+		w.inTx, w.tx, w.multi = false, w.tx[:0], nil
+		p.offset = 0
 	default:
 		if w.inTx {
 			p.offset, p.inTx = 0, true
-			w.tx = append(w.tx, pending{name: p.name, key: p.key, op: p.op})
+			w.tx = append(w.tx, pending{name: p.name, key: p.key, op: p.op, lenient: p.lenient})
 		}
 	}
 	if err := w.reserve(p.size); err != nil {
@@ -354,14 +357,16 @@ func (w *Writer) readReplies() {
 				w.release(p, 0)
 				continue
 			}
-			if err := check(p, v); err != nil {
-				if !p.lenient || err.Reply == "" {
-					err.Addr = w.addr
-					w.setErr(err)
+			n, bad := check(p, v)
+			if bad != nil {
+				if !p.lenient || bad.Reply == "" {
+					bad.Addr = w.addr
+					w.setErr(bad)
 					return
 				}
-				w.tolerated.Add(1)
+				n++
 			}
+			w.tolerated.Add(int64(n))
 			w.confirmed.Add(1)
 		}
 		w.release(p, p.offset)
@@ -484,18 +489,19 @@ func (w *Writer) Resume() {
 }
 
 // check reads a reply for its command: an error reply, or an error inside
-// an EXEC, fails the writer.
-func check(p pending, v resp.Value) *Error {
+// an EXEC, fails the writer; errors inside an EXEC that the source
+// answered too are counted (tolerated).
+func check(p pending, v resp.Value) (tolerated int, _ *Error) {
 	if re := v.Err(); re != nil {
 		e := &Error{Command: p.name, Key: p.key, Reply: string(v.Str), Err: re}
 		if p.name == "EXEC" && bytes.HasPrefix(v.Str, []byte("EXECABORT")) && len(p.queued) > 0 {
 			e.Command = "EXEC (MULTI of " + names(p.queued) + ")"
 		}
-		return e
+		return 0, e
 	}
 	if p.name == "EXEC" {
 		if v.Nil() {
-			return &Error{Command: "EXEC", Reply: "the transaction was aborted (null reply)"}
+			return 0, &Error{Command: "EXEC", Reply: "the transaction was aborted (null reply)"}
 		}
 		for i, r := range v.Elems {
 			if re := r.Err(); re != nil {
@@ -503,11 +509,15 @@ func check(p pending, v resp.Value) *Error {
 				if i < len(p.queued) {
 					q = p.queued[i]
 				}
-				return &Error{Command: q.name + " (in EXEC)", Key: q.key, Reply: string(r.Str), Err: re}
+				if q.lenient {
+					tolerated++
+					continue
+				}
+				return 0, &Error{Command: q.name + " (in EXEC)", Key: q.key, Reply: string(r.Str), Err: re}
 			}
 		}
 	}
-	return nil
+	return tolerated, nil
 }
 
 func names(ps []pending) string {

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/resync/resync/internal/checkpoint"
+	"github.com/resync/resync/internal/compare"
+	"github.com/resync/resync/internal/redisproc"
+	"github.com/resync/resync/internal/redistest"
+	"github.com/resync/resync/internal/task"
+)
+
+// syncStats reads a source's count of full and partial resyncs.
+func syncStats(t *testing.T, s *redisproc.Server) (full, partial int) {
+	t.Helper()
+	info := redistest.Do(t, s, "INFO", "stats")
+	full, _ = strconv.Atoi(redisproc.InfoField(info, "sync_full"))
+	partial, _ = strconv.Atoi(redisproc.InfoField(info, "sync_partial_ok"))
+	return full, partial
+}
+
+// startProcess runs "resync sync" as a process of its own (the test
+// binary doubles as resync), so that it can be killed.
+func startProcess(t *testing.T, log *bytes.Buffer, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], append([]string{"sync"}, args...)...)
+	cmd.Env = append(os.Environ(), "RESYNC_TEST_AS_MAIN=1")
+	cmd.Stderr = log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	return cmd
+}
+
+// checkpointOf reads a task's checkpoint from a standalone target.
+func checkpointOf(t *testing.T, s *redisproc.Server, name string) (checkpoint.Point, bool) {
+	t.Helper()
+	v, err := redistest.Dial(t, s).Do("GET", checkpoint.Key(task.ReservedPrefix, name, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Nil() {
+		return checkpoint.Point{}, false
+	}
+	p, err := checkpoint.Parse(v.Text())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, true
+}
+
+// equal fails the test unless the target equals the source, key by key.
+func equal(t *testing.T, src, dst *redisproc.Server) {
+	t.Helper()
+	rep, err := compare.Compare(context.Background(), src.DialOptions(), dst.DialOptions(), compare.Options{Reverse: true, SkipPrefix: task.ReservedPrefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range rep.Diffs {
+		if i == 10 {
+			break
+		}
+		t.Errorf("%s %q: %s", d.Kind, d.Key, d.Detail)
+	}
+	if len(rep.Diffs) > 0 || rep.Keys == 0 {
+		t.Fatalf("%d of %d keys differ", len(rep.Diffs), rep.Keys)
+	}
+}
+
+// TestKilledTenTimesResumesExactly kills resync with SIGKILL ten times
+// while a load of only non-idempotent commands runs: every restart
+// resumes from the target's checkpoint with a partial resync (no full
+// sync after the first), and the target ends exactly the source.
+func TestKilledTenTimesResumesExactly(t *testing.T) {
+	src, dst := redistest.Start(t), redistest.Start(t)
+	load := redistest.StartLoad(t, src.DialOptions(), 500, time.Millisecond, nil)
+	args := []string{"--source", src.Addr, "--target", dst.Addr, "--status-addr", "", "--name", "k9",
+		"--heartbeat-interval", "100ms"}
+	rng := rand.New(rand.NewPCG(3, 4))
+	var last int64
+	var logs bytes.Buffer
+	for kill := range 10 {
+		cmd := startProcess(t, &logs, args...)
+		// Until this process has checkpointed past the last one's.
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if p, ok := checkpointOf(t, dst, "k9"); ok && p.State == checkpoint.Streaming && p.Offset > last {
+				last = p.Offset
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("kill %d: no progress past offset %d\n%s", kill, last, logs.String())
+			}
+		}
+		time.Sleep(time.Duration(50+rng.IntN(400)) * time.Millisecond)
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+	if err := load.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	redistest.Do(t, src, "SET", "last", "1")
+	cmd := startProcess(t, &logs, args...)
+	for deadline := time.Now().Add(20 * time.Second); redistest.Do(t, dst, "EXISTS", "last") != "1"; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the last write never arrived\n%s", logs.String())
+		}
+	}
+	equal(t, src, dst)
+	full, partial := syncStats(t, src)
+	if full != 1 || partial != 10 {
+		t.Fatalf("sync_full %d, sync_partial_ok %d; want 1 and 10\n%s", full, partial, logs.String())
+	}
+	cmd.Process.Signal(os.Interrupt)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v", err)
+	}
+	if n := strings.Count(logs.String(), "took over the lock"); n != 10 {
+		t.Errorf("the lock was taken over %d times, want 10", n)
+	}
+	t.Logf("%d commands under load, resumed 10 times", load.Sent())
+}

@@ -1,0 +1,437 @@
+package task
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/resync/resync/internal/checkpoint"
+	"github.com/resync/resync/internal/cluster"
+	"github.com/resync/resync/internal/dialer"
+	"github.com/resync/resync/internal/writer"
+)
+
+// Delivery guarantees (Config.Delivery).
+const (
+	// DeliveryExactlyOnce wraps each batch of the stream, with its
+	// checkpoint, in one MULTI/EXEC on a standalone target: after any
+	// fault the target holds each command once.
+	DeliveryExactlyOnce = "exactly-once"
+	// DeliveryAtLeastOnce sends the stream as it comes and writes the
+	// checkpoint about once a second, once everything before it is
+	// confirmed: faster, but after a fault up to a second of commands may
+	// be applied again (harmless for SET, not for INCR or LPUSH).
+	DeliveryAtLeastOnce = "at-least-once"
+)
+
+// checkpointEvery is how often a checkpoint is written when nothing else
+// asks for one: in at-least-once delivery, on a cluster target, and when
+// the stream carries only what is not written (PINGs, filtered keys).
+const checkpointEvery = time.Second
+
+// exact reports whether the task writes each batch in a transaction with
+// its checkpoint. A cluster target accepts a transaction within one slot
+// only: there the checkpoint is a low watermark (at least once) for now.
+func (t *Task) exact() bool {
+	return t.cfg.Delivery != DeliveryAtLeastOnce && !t.targetCluster
+}
+
+// shardID names a cluster source's shard in its checkpoint key: its
+// first slot range, which a failover of the source keeps.
+func (t *Task) shardID() string {
+	if !t.child || len(t.shardSlots) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d-%d", t.shardSlots[0][0], t.shardSlots[0][1])
+}
+
+func (t *Task) checkpointKey() string {
+	return checkpoint.Key(ReservedPrefix, t.cfg.Name, t.shardID())
+}
+
+// txn is the apply loop's view of the target connection: the transaction
+// it has open (exactly-once), whether the stream is inside a source MULTI
+// (nothing may be confirmed half way through one), the connection's
+// database, and the last checkpoint written.
+type txn struct {
+	open     bool  // our MULTI went out, its EXEC not yet
+	inSource bool  // between a source MULTI and its EXEC
+	connDB   int   // the target connection's database; -1 unknown
+	startDB  int   // connDB when our MULTI went out: DISCARD returns there
+	swapped  []int // databases a SWAPDB in the open transaction touched
+	wrote    bool  // commands written since the last checkpoint
+
+	savedOffset int64 // the last checkpoint's offset
+	savedAt     time.Time
+}
+
+// dbChange records that the source's stream selected db at offset; a
+// checkpoint of an earlier offset than the stream's needs the database
+// current there.
+type dbChange struct {
+	offset int64
+	db     int
+}
+
+// noteDB records the source's current database after the command at
+// offset.
+func (t *Task) noteDB(offset int64) {
+	db := t.stream.DB()
+	if n := len(t.dbs); n > 0 && t.dbs[n-1].db == db || n == 0 && t.baseDB == db {
+		return
+	}
+	t.dbs = append(t.dbs, dbChange{offset, db})
+}
+
+// dbAt returns the source's current database after offset, and forgets
+// the changes before it.
+func (t *Task) dbAt(offset int64) int {
+	n := 0
+	for n < len(t.dbs) && t.dbs[n].offset <= offset {
+		t.baseDB = t.dbs[n].db
+		n++
+	}
+	t.dbs = append(t.dbs[:0], t.dbs[n:]...)
+	return t.baseDB
+}
+
+// newSink resets the view of a fresh target connection: no transaction,
+// the database the dialer selected.
+func (t *Task) newSink() {
+	t.tx = txn{connDB: t.cfg.Target.DB, savedOffset: t.tx.savedOffset, savedAt: t.tx.savedAt}
+	if t.targetCluster {
+		t.tx.connDB = 0
+	}
+}
+
+// write sends one command of the stream: in exactly-once delivery inside
+// the batch's transaction (the source's own MULTI and EXEC are dropped:
+// the batch's transaction holds the whole block).
+func (t *Task) write(w sink, op writer.Op) error {
+	name := op.Args[0]
+	switch {
+	case strings.EqualFold(string(name), "MULTI"):
+		t.tx.inSource = true
+		if t.exact() {
+			return nil
+		}
+	case strings.EqualFold(string(name), "EXEC"):
+		t.tx.inSource = false
+		if t.exact() {
+			return nil
+		}
+	}
+	if t.exact() && !t.tx.open {
+		if err := w.Write(writer.Op{Args: [][]byte{[]byte("MULTI")}}); err != nil {
+			return err
+		}
+		t.tx.open, t.tx.startDB, t.tx.swapped = true, t.tx.connDB, t.tx.swapped[:0]
+	}
+	if t.tx.connDB < 0 {
+		// A new connection after a resumed stream: it must be where the
+		// stream is.
+		if db, ok := t.filter.DB(t.stream.DB()); ok && !t.targetCluster {
+			if err := w.Write(writer.Op{Args: [][]byte{[]byte("SELECT"), []byte(strconv.Itoa(db))}}); err != nil {
+				return err
+			}
+			t.tx.connDB = db
+		}
+	}
+	switch {
+	case strings.EqualFold(string(name), "SELECT") && len(op.Args) == 2:
+		if db, err := strconv.Atoi(string(op.Args[1])); err == nil {
+			t.tx.connDB = db
+		}
+	case strings.EqualFold(string(name), "SWAPDB") && len(op.Args) == 3:
+		for _, a := range op.Args[1:] {
+			if db, err := strconv.Atoi(string(a)); err == nil {
+				t.tx.swapped = append(t.tx.swapped, db)
+			}
+		}
+	}
+	t.tx.wrote = true
+	return w.Write(op)
+}
+
+// endBatch ends a batch of the stream at offset. In exactly-once delivery
+// the batch's transaction is committed with its checkpoint (unless a
+// source MULTI is still open: the next batch carries on with it); a
+// batch that wrote nothing only moves the applied offset, and writes a
+// checkpoint now and then so that the target's does not fall far behind.
+func (t *Task) endBatch(w sink, offset int64) error {
+	if t.tx.inSource {
+		return nil // mid-transaction: nothing here is confirmed alone
+	}
+	if !t.exact() || !t.tx.wrote && time.Since(t.tx.savedAt) < checkpointEvery {
+		return w.Mark(offset)
+	}
+	return t.commit(w, offset)
+}
+
+// commit writes the checkpoint of offset at the end of the open
+// transaction (opening one if none is) and sends EXEC: the commands and
+// their checkpoint apply together or not at all. The checkpoint lives in
+// the target URL's database; the write puts the connection back after.
+func (t *Task) commit(w sink, offset int64) error {
+	if !t.tx.open {
+		if err := w.Write(writer.Op{Args: [][]byte{[]byte("MULTI")}}); err != nil {
+			return err
+		}
+		t.tx.open, t.tx.startDB = true, t.tx.connDB
+	}
+	home := t.cfg.Target.DB
+	key := []byte(t.checkpointKey())
+	p := checkpoint.Point{ReplID: t.currentReplID(), Offset: offset, DB: t.dbAt(offset), State: checkpoint.Streaming, TimeMs: time.Now().UnixMilli()}
+	ops := [][][]byte{{[]byte("SET"), key, []byte(p.Format())}}
+	// A SWAPDB took the checkpoint's database elsewhere: the copy it
+	// moved would be stale there.
+	for _, db := range t.tx.swapped {
+		if db != home {
+			ops = append(ops, selectArgs(db), [][]byte{[]byte("DEL"), key})
+		}
+	}
+	if t.tx.connDB != home || len(t.tx.swapped) > 0 {
+		ops = append([][][]byte{selectArgs(home)}, ops...)
+		if t.tx.connDB >= 0 {
+			ops = append(ops, selectArgs(t.tx.connDB))
+		}
+	}
+	for _, args := range ops {
+		if err := w.Write(writer.Op{Args: args}); err != nil {
+			return err
+		}
+	}
+	if t.tx.connDB < 0 {
+		t.tx.connDB = home
+	}
+	if err := w.Write(writer.Op{Args: [][]byte{[]byte("EXEC")}, Offset: offset}); err != nil {
+		return err
+	}
+	t.tx.open, t.tx.wrote = false, false
+	t.tx.savedOffset, t.tx.savedAt = offset, time.Now()
+	return nil
+}
+
+func selectArgs(db int) [][]byte { return [][]byte{[]byte("SELECT"), []byte(strconv.Itoa(db))} }
+
+// discard drops the transaction left open when a session ended inside a
+// source MULTI: its commands come again from the new PSYNC.
+func (t *Task) discard(w sink) error {
+	if !t.tx.open {
+		t.tx.inSource = false
+		return nil
+	}
+	if err := w.Write(writer.Op{Args: [][]byte{[]byte("DISCARD")}}); err != nil {
+		return err
+	}
+	t.tx.open, t.tx.inSource, t.tx.wrote = false, false, false
+	t.tx.connDB = t.tx.startDB
+	return nil
+}
+
+// watermark writes, about once a second, the checkpoint of what the
+// target confirmed (at-least-once delivery, a cluster target). It goes
+// through the sink after later commands, which is sound: it claims only
+// what is already confirmed.
+func (t *Task) watermark(w sink, applied int64) error {
+	if t.exact() || t.tx.inSource || applied <= t.tx.savedOffset || time.Since(t.tx.savedAt) < checkpointEvery {
+		return nil
+	}
+	p := checkpoint.Point{ReplID: t.currentReplID(), Offset: applied, DB: t.dbAt(applied), State: checkpoint.Streaming, TimeMs: time.Now().UnixMilli()}
+	set := [][]byte{[]byte("SET"), []byte(t.checkpointKey()), []byte(p.Format())}
+	home := t.cfg.Target.DB
+	ops := [][][]byte{set}
+	if !t.targetCluster && t.tx.connDB != home {
+		ops = [][][]byte{selectArgs(home), set}
+		if t.tx.connDB >= 0 {
+			ops = append(ops, selectArgs(t.tx.connDB))
+		} else {
+			t.tx.connDB = home
+		}
+	}
+	for _, args := range ops {
+		if err := w.Write(writer.Op{Args: args}); err != nil {
+			return err
+		}
+	}
+	t.tx.savedOffset, t.tx.savedAt = applied, time.Now()
+	return nil
+}
+
+func (t *Task) currentReplID() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.replID
+}
+
+// keyConn dials the target node that holds key: the target itself, or on
+// a cluster the master that serves the key's slot.
+func (t *Task) keyConn(ctx context.Context, key string) (*dialer.Conn, error) {
+	c, err := dialer.Dial(ctx, t.cfg.Target)
+	if err != nil || !t.targetCluster {
+		return c, err
+	}
+	defer c.Close()
+	top, err := cluster.Load(c)
+	if err != nil {
+		return nil, err
+	}
+	i := top.Owner(cluster.Slot([]byte(key)))
+	if i < 0 {
+		return nil, fmt.Errorf("no master of the target serves slot %d (of %q)", cluster.Slot([]byte(key)), key)
+	}
+	return dialer.Dial(ctx, top.Options(t.cfg.Target, i))
+}
+
+// readCheckpoint reads the task's (or shard's) checkpoint from the
+// target; ok is false when there is none.
+func (t *Task) readCheckpoint(ctx context.Context) (p checkpoint.Point, ok bool, err error) {
+	key := t.checkpointKey()
+	c, err := t.keyConn(ctx, key)
+	if err != nil {
+		return p, false, fmt.Errorf("target: reading the checkpoint: %w", err)
+	}
+	defer c.Close()
+	v, err := c.Do("GET", key)
+	if err != nil {
+		return p, false, fmt.Errorf("target: reading the checkpoint: %w", err)
+	}
+	if v.Nil() {
+		return p, false, nil
+	}
+	if p, err = checkpoint.Parse(v.Text()); err != nil {
+		return p, false, fmt.Errorf("target %s, key %s: %w (resync sync --reset forgets it)", c.Addr(), key, err)
+	}
+	return p, true, nil
+}
+
+// saveCheckpoint writes p through a connection of its own (at the start
+// and end of a full sync, and when the task stops).
+func (t *Task) saveCheckpoint(ctx context.Context, p checkpoint.Point) error {
+	key := t.checkpointKey()
+	c, err := t.keyConn(ctx, key)
+	if err != nil {
+		return fmt.Errorf("target: writing the checkpoint: %w", err)
+	}
+	defer c.Close()
+	p.TimeMs = time.Now().UnixMilli()
+	if _, err := c.Do("SET", key, p.Format()); err != nil {
+		return fmt.Errorf("target: writing the checkpoint: %w", err)
+	}
+	t.tx.savedOffset, t.tx.savedAt = p.Offset, time.Now()
+	return nil
+}
+
+// resume reads the checkpoint before a session that has no target
+// connection yet (the first, or one after the target failed): the target
+// is the truth of how far it is, even when it lost writes it had
+// confirmed (a failover). It returns whether the target holds part of
+// a full sync that must start over.
+func (t *Task) resume(ctx context.Context) (scratch bool, err error) {
+	p, ok, err := t.readCheckpoint(ctx)
+	if err != nil {
+		return false, err
+	}
+	t.mu.Lock()
+	had := t.replID != ""
+	t.mu.Unlock()
+	switch {
+	case !ok && had:
+		// It had one: the target lost its data (restarted without
+		// persistence, or a failover to an empty replica).
+		t.log.Warn("the target has no checkpoint any more (its data was lost?): syncing from scratch", "key", t.checkpointKey())
+		t.setResume("", 0, 0)
+		return true, nil
+	case !ok:
+		return false, nil
+	case p.State == checkpoint.FullSync:
+		t.log.Warn("the target holds part of a full sync that did not end: starting it over", "key", t.checkpointKey())
+		t.setResume("", 0, 0)
+		return true, nil
+	}
+	if had && p.Offset < t.applied.Load() {
+		t.log.Warn("the target is behind what it confirmed (a failover lost writes): resending from its checkpoint",
+			"checkpoint", p.Offset, "confirmed", t.applied.Load())
+	}
+	t.log.Info("resuming from the target's checkpoint", "replid", p.ReplID, "offset", p.Offset, "db", p.DB)
+	t.setResume(p.ReplID, p.Offset, p.DB)
+	t.tx.savedOffset, t.tx.savedAt = p.Offset, time.Now()
+	return false, nil
+}
+
+// setResume sets where the next PSYNC starts: replid "" asks for a full
+// sync.
+func (t *Task) setResume(replID string, offset int64, db int) {
+	t.mu.Lock()
+	t.replID = replID
+	t.mu.Unlock()
+	t.applied.Store(offset)
+	t.received.Store(offset)
+	t.dbs, t.baseDB = nil, db
+	t.stream = nil
+	if replID != "" {
+		t.stream = t.filter.NewStream()
+		t.stream.SetDB(db)
+	}
+}
+
+// hasState reports whether the target holds checkpoints of this task
+// (on any master of a cluster): then its keys are the task's own, and the
+// conflict rule does not apply. With reset, it deletes them first.
+func (t *Task) hasState(sync bool, nodes []*dialer.Conn, reset bool) (bool, error) {
+	found := false
+	if !sync {
+		return false, nil
+	}
+	for _, c := range nodes {
+		if _, err := c.Do("SELECT", strconv.Itoa(t.homeDB())); err != nil {
+			return false, fmt.Errorf("target: %w", err)
+		}
+		keys, err := scanMatch(c, checkpoint.Pattern(ReservedPrefix, t.cfg.Name))
+		if err != nil {
+			return false, fmt.Errorf("target: %w", err)
+		}
+		for _, k := range keys {
+			if reset {
+				if _, err := c.Do("DEL", k); err != nil {
+					return false, fmt.Errorf("target: %w", err)
+				}
+				t.log.Warn("--reset: forgot the checkpoint", "key", k, "target", c.Addr())
+				continue
+			}
+			found = true
+		}
+	}
+	return found, nil
+}
+
+// homeDB is the database of the task's own keys on the target.
+func (t *Task) homeDB() int {
+	if t.targetCluster {
+		return 0
+	}
+	return t.cfg.Target.DB
+}
+
+// scanMatch lists the keys matching pattern.
+func scanMatch(c *dialer.Conn, pattern string) ([]string, error) {
+	var keys []string
+	cursor := "0"
+	for {
+		v, err := c.Do("SCAN", cursor, "MATCH", pattern, "COUNT", "1000")
+		if err != nil {
+			return nil, err
+		}
+		if len(v.Elems) != 2 {
+			return nil, fmt.Errorf("SCAN: unexpected reply")
+		}
+		for _, k := range v.Elems[1].Elems {
+			keys = append(keys, k.Text())
+		}
+		if cursor = v.Elems[0].Text(); cursor == "0" {
+			return keys, nil
+		}
+	}
+}
