@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -24,7 +25,8 @@ type syncFlags struct {
 	name, logFormat, statusAddr, config *string
 	buffer                              *byteSize
 	heartbeat, retryFor, ioTimeout      *time.Duration
-	delivery                            *string
+	delivery, spoolDir                  *string
+	spoolMax                            *byteSize
 	reset                               *bool
 	sel                                 *selectionFlags
 	load                                *loadFlags
@@ -47,6 +49,10 @@ func newSyncFlags(stderr io.Writer) (*flag.FlagSet, *syncFlags) {
 	f.ioTimeout = fs.Duration("io-timeout", dialer.DefaultIOTimeout, "a connection that answers nothing for this long is treated as lost (and retried)")
 	f.delivery = fs.String("delivery", task.DeliveryExactlyOnce, "exactly-once: each batch and its checkpoint in one MULTI/EXEC on the target; at-least-once: no transactions (faster; after a fault up to a second of commands may apply twice)")
 	f.reset = fs.Bool("reset", false, "forget the task's checkpoints on the target and start with a full sync (the conflict rule applies again)")
+	f.spoolDir = fs.String("spool-dir", filepath.Join(os.TempDir(), "resync-spool"), "where the stream waits on disk once --buffer-bytes of it wait in memory (a directory of its own, mode 0700, removed at exit)")
+	spoolMax := byteSize(1 << 30)
+	f.spoolMax = &spoolMax
+	fs.Var(f.spoolMax, "spool-max", "bound on the spool files; when memory and spool are full, resync stops reading the source (back-pressure)")
 	f.config = fs.String("config", "", "a TOML task file with these settings (flags given here win)")
 	f.sel = addSelectionFlags(fs)
 	f.load = addLoadFlags(fs)
@@ -95,7 +101,8 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	src.IOTimeout, dst.IOTimeout = *f.ioTimeout, *f.ioTimeout
 	cfg := task.Config{Name: *name, Source: src, Target: dst, BufferBytes: int(*buffer),
-		HeartbeatInterval: *heartbeat, RetryFor: *f.retryFor, Delivery: *f.delivery, Reset: *f.reset, Logger: log}
+		HeartbeatInterval: *heartbeat, RetryFor: *f.retryFor, Delivery: *f.delivery, Reset: *f.reset,
+		SpoolDir: *f.spoolDir, SpoolMax: int64(*f.spoolMax), Logger: log}
 	if cfg.Filter, err = sel.config(); err == nil {
 		err = load.apply(&cfg)
 	}

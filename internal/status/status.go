@@ -19,10 +19,12 @@ import (
 
 // Doc is the /status document.
 type Doc struct {
-	Name    string   `json:"name"`
-	State   string   `json:"state"`
-	Mode    string   `json:"mode"`
-	LagMs   *int64   `json:"lag_ms"`
+	Name  string `json:"name"`
+	State string `json:"state"`
+	Mode  string `json:"mode"`
+	LagMs *int64 `json:"lag_ms"`
+	// Retries counts reconnections after lost connections.
+	Retries int64    `json:"retries"`
 	Shards  []Shard  `json:"shards"`
 	Targets []Target `json:"targets"`
 }
@@ -38,6 +40,16 @@ type Shard struct {
 	// the worst of them).
 	LagMs    *int64   `json:"lag_ms,omitempty"`
 	FullSync FullSync `json:"full_sync"`
+	Spool    Spool    `json:"spool"`
+}
+
+// Spool is the stream received from a shard and not yet written: in
+// memory, in spool files, and whether resync has stopped reading the
+// source because both are full (back-pressure).
+type Spool struct {
+	MemoryBytes  int64 `json:"memory_bytes"`
+	DiskBytes    int64 `json:"disk_bytes"`
+	BackPressure bool  `json:"back_pressure"`
 }
 
 // FullSync is a shard's full sync progress.
@@ -76,10 +88,11 @@ func FromTask(st task.Status) Doc {
 			AppliedOffset: st.Applied, State: st.State,
 			FullSync: FullSync{RDBBytesTotal: known(st.RDBBytesTotal), RDBBytesReceived: st.RDBBytes, KeysWritten: st.KeysWritten,
 				KeysFiltered: st.KeysFiltered, KeysEmpty: st.KeysEmpty, KeysRewritten: st.KeysRewritten,
-				BigKeys: st.BigKeys, Dropped: st.Dropped}}
+				BigKeys: st.BigKeys, Dropped: st.Dropped},
+			Spool: Spool{MemoryBytes: st.SpoolMemBytes, DiskBytes: st.SpoolDiskBytes, BackPressure: st.BackPressure}}
 	}
 	d := Doc{
-		Name: st.Name, State: st.State, Mode: "psync", LagMs: known(st.LagMs),
+		Name: st.Name, State: st.State, Mode: "psync", LagMs: known(st.LagMs), Retries: st.Retries,
 		Shards:  []Shard{shard(st)},
 		Targets: []Target{{Address: st.TargetAddr, State: st.State, LagMs: known(st.LagMs), LastError: st.LastError}},
 	}
@@ -167,6 +180,9 @@ var (
 	descCmds  = prometheus.NewDesc("resync_commands_applied_total", "Commands of the stream applied, by name.", []string{"task", "command"}, nil)
 	descPub   = prometheus.NewDesc("resync_publish_skipped_total", "PUBLISH commands of the stream not replayed.", labels, nil)
 	descErrs  = prometheus.NewDesc("resync_errors_total", "Failures of the task.", labels, nil)
+	descRetry = prometheus.NewDesc("resync_retries_total", "Reconnections after a lost source or target connection.", labels, nil)
+	descSpool = prometheus.NewDesc("resync_spool_bytes", "Stream received and not yet written, by where it waits: memory or disk.", []string{"task", "where"}, nil)
+	descBack  = prometheus.NewDesc("resync_back_pressure", "1 while memory and spool are full and resync has stopped reading the source.", labels, nil)
 	// A cluster source's shards, one series each (by source master).
 	shardLabels   = []string{"task", "shard"}
 	descShardLag  = prometheus.NewDesc("resync_shard_lag_milliseconds", "A cluster source shard's lag (absent while unknown).", shardLabels, nil)
@@ -183,7 +199,7 @@ var (
 var states = []string{task.StatePrecheck, task.StateFullSync, task.StateSynchronizing, task.StateRetrying, task.StateFailed, task.StateStopped}
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descState, descLag, descRecv, descAppl, descKeys, descRDB, descBytes, descCmds, descPub, descErrs, descSkip, descRewr,
+	for _, d := range []*prometheus.Desc{descState, descLag, descRecv, descAppl, descKeys, descRDB, descBytes, descCmds, descPub, descErrs, descRetry, descSpool, descBack, descSkip, descRewr,
 		descShardLag, descShardRecv, descShardAppl, descShardKeys} {
 		ch <- d
 	}
@@ -229,4 +245,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		errs = 1
 	}
 	ch <- prometheus.MustNewConstMetric(descErrs, prometheus.CounterValue, errs, st.Name)
+	ch <- prometheus.MustNewConstMetric(descRetry, prometheus.CounterValue, float64(st.Retries), st.Name)
+	ch <- prometheus.MustNewConstMetric(descSpool, prometheus.GaugeValue, float64(st.SpoolMemBytes), st.Name, "memory")
+	ch <- prometheus.MustNewConstMetric(descSpool, prometheus.GaugeValue, float64(st.SpoolDiskBytes), st.Name, "disk")
+	back := 0.0
+	if st.BackPressure {
+		back = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descBack, prometheus.GaugeValue, back, st.Name)
 }

@@ -94,6 +94,7 @@ func TestStatusAndMetrics(t *testing.T) {
 		`resync_commands_applied_total{command="SET",task="st"}`,
 		`resync_full_sync_keys_written_total{task="st"} 20001`,
 		"resync_applied_offset", "resync_lag_milliseconds", "resync_publish_skipped_total", "go_goroutines",
+		`resync_retries_total{task="st"} 0`, `resync_spool_bytes{task="st",where="disk"} 0`, `resync_back_pressure{task="st"} 0`,
 	} {
 		if !strings.Contains(m, want) {
 			t.Errorf("/metrics lacks %s", want)

@@ -97,10 +97,11 @@ func (t *Task) dbAt(offset int64) int {
 	return t.baseDB
 }
 
-// newSink resets the view of a fresh target connection: no transaction,
-// the database the dialer selected.
+// newSink resets the view of a fresh target connection: no transaction.
 func (t *Task) newSink() {
-	t.tx = txn{connDB: t.cfg.Target.DB, savedOffset: t.tx.savedOffset, savedAt: t.tx.savedAt}
+	// Unknown: the first command of the stream selects the database its
+	// source database maps to (the dialer chose the URL's).
+	t.tx = txn{connDB: -1, savedOffset: t.tx.savedOffset, savedAt: t.tx.savedAt}
 	if t.targetCluster {
 		t.tx.connDB = 0
 	}

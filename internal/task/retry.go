@@ -68,6 +68,9 @@ func retryable(err error) bool {
 	if err == nil {
 		return true // a session that ended without an error: the link closed
 	}
+	if errors.Is(err, errNeedPSYNC) {
+		return true
+	}
 	var we *writer.Error
 	if errors.As(err, &we) {
 		return we.Reply == "" // no reply: the connection failed

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -92,15 +93,20 @@ func TestRetryWindowRunsOut(t *testing.T) {
 }
 
 // TestTargetStopped: the target (AOF on) is down for 10 s under a load
-// of non-idempotent commands. The task retries, then resumes from the
-// checkpoint the target kept, with a partial resync from the source's
-// backlog (large enough for the outage): exact.
+// of non-idempotent commands in db 2. The task retries the target while
+// it goes on reading the source into the spool, then resumes from the
+// checkpoint the target kept: the source's link never drops, exact.
 func TestTargetStopped(t *testing.T) {
-	src := redistest.Start(t, "repl-backlog-size 64mb")
+	src := redistest.Start(t)
 	dst := redistest.Start(t, "appendonly yes", "appendfsync always")
-	r := start(t, src, dst)
+	r := startWith(t, src, dst, func(c *task.Config) {
+		c.BufferBytes = 256 << 10
+		c.SpoolDir = t.TempDir()
+	})
 	r.waitState(t, task.StateSynchronizing)
-	load := redistest.StartLoad(t, src.DialOptions(), 300, time.Millisecond, nil)
+	o := src.DialOptions()
+	o.DB = 2
+	load := redistest.StartLoad(t, o, 300, time.Millisecond, nil)
 	time.Sleep(500 * time.Millisecond)
 	dst.Kill()
 	deadline := time.Now().Add(5 * time.Second)
@@ -112,6 +118,11 @@ func TestTargetStopped(t *testing.T) {
 	}
 	t.Logf("retrying: %s", r.task.Status().LastError)
 	time.Sleep(10 * time.Second)
+	st := r.task.Status()
+	t.Logf("after 10 s: %d bytes queued in memory, %d in the spool", st.SpoolMemBytes, st.SpoolDiskBytes)
+	if st.SpoolDiskBytes == 0 {
+		t.Error("nothing was spooled to disk while the target was down")
+	}
 	if err := dst.Restart(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -122,14 +133,47 @@ func TestTargetStopped(t *testing.T) {
 	}
 	r.waitCaughtUp(t, src)
 	assertEqual(t, src, dst)
-	if full, partial := stat(t, src, "sync_full"), stat(t, src, "sync_partial_ok"); full != 1 || partial < 1 {
-		t.Fatalf("sync_full %d, sync_partial_ok %d: want 1 and at least 1", full, partial)
+	if full, partial := stat(t, src, "sync_full"), stat(t, src, "sync_partial_ok"); full != 1 || partial != 0 {
+		t.Fatalf("sync_full %d, sync_partial_ok %d: want 1 and 0 (the link stayed up)", full, partial)
+	}
+}
+
+// TestTargetPausedSmallOutputBuffer: the source drops a replica whose
+// output buffer passes 1 MiB; the target is paused (SIGSTOP) for 10 s
+// under load. resync keeps reading the source into its spool, so the
+// source never drops it: no resync of any kind, and the target is exact.
+func TestTargetPausedSmallOutputBuffer(t *testing.T) {
+	src := redistest.Start(t, "client-output-buffer-limit slave 1mb 1mb 0")
+	dst := redistest.Start(t)
+	r := startWith(t, src, dst, func(c *task.Config) {
+		c.BufferBytes = 256 << 10
+		c.SpoolDir = t.TempDir()
+	})
+	r.waitState(t, task.StateSynchronizing)
+	load := redistest.StartLoad(t, src.DialOptions(), 300, time.Millisecond, nil)
+	time.Sleep(300 * time.Millisecond)
+	syscall.Kill(dst.Pid(), syscall.SIGSTOP)
+	time.Sleep(10 * time.Second)
+	st := r.task.Status()
+	syscall.Kill(dst.Pid(), syscall.SIGCONT)
+	t.Logf("after 10 s paused: %d commands sent, %d bytes queued in memory, %d in the spool", load.Sent(), st.SpoolMemBytes, st.SpoolDiskBytes)
+	if st.SpoolDiskBytes < 1<<20 {
+		t.Errorf("%d bytes spooled: the pause should have queued more than the source's 1 MiB buffer", st.SpoolDiskBytes)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := load.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	r.waitCaughtUpWithin(t, src, 30*time.Second)
+	assertEqual(t, src, dst)
+	if full, partial := stat(t, src, "sync_full"), stat(t, src, "sync_partial_ok"); full != 1 || partial != 0 {
+		t.Fatalf("sync_full %d, sync_partial_ok %d: want 1 and 0 (the link stayed up)", full, partial)
 	}
 }
 
 // TestForcedFullResyncIntercept: while the target is down, the source
-// deletes keys and writes past its backlog, so that it answers the next
-// PSYNC with a full resync. In intercept mode the task empties its target
+// drops resync's link, deletes keys and writes past its backlog, so that
+// it answers the next PSYNC with a full resync. In intercept mode the task empties its target
 // databases first: no key the source deleted remains.
 func TestForcedFullResyncIntercept(t *testing.T) {
 	src := redistest.Start(t, "repl-backlog-size 16kb")
@@ -142,6 +186,7 @@ func TestForcedFullResyncIntercept(t *testing.T) {
 	r.waitState(t, task.StateSynchronizing)
 	r.waitCaughtUp(t, src)
 	dst.Kill()
+	redistest.Do(t, src, "CLIENT", "KILL", "TYPE", "slave")
 	for i := range 200 {
 		doAll(t, c, []string{"DEL", "old:" + strconv.Itoa(i)})
 	}

@@ -162,6 +162,9 @@ func aggregate(st *Status, shards []Status) {
 		st.Commands += s.Commands
 		st.Retries += s.Retries
 		st.BytesWritten += s.BytesWritten
+		st.SpoolMemBytes += s.SpoolMemBytes
+		st.SpoolDiskBytes += s.SpoolDiskBytes
+		st.BackPressure = st.BackPressure || s.BackPressure
 		if st.RDBBytesTotal >= 0 {
 			if s.RDBBytesTotal < 0 {
 				st.RDBBytesTotal = -1

@@ -29,6 +29,7 @@ import (
 	"github.com/resync/resync/internal/redisproc"
 	"github.com/resync/resync/internal/resp"
 	"github.com/resync/resync/internal/router"
+	"github.com/resync/resync/internal/spool"
 	"github.com/resync/resync/internal/transform"
 	"github.com/resync/resync/internal/writer"
 )
@@ -87,6 +88,12 @@ type Config struct {
 	// Reset forgets the task's checkpoints on the target before it
 	// starts: a new full sync, under the conflict rule.
 	Reset bool
+	// SpoolDir is where the stream waits on disk once BufferBytes of it
+	// wait in memory ("": memory only); SpoolMax bounds the files
+	// (default 1 GiB). When both are full, resync stops reading the
+	// source (back-pressure).
+	SpoolDir string
+	SpoolMax int64
 }
 
 // Conflict rules: what a new task does with a target that holds keys.
@@ -172,6 +179,11 @@ type Task struct {
 	// lastOffset is the offset of the last command applied.
 	lastOffset int64
 	lock       *taskLock
+	window     *retryWindow // the retries of lost connections, source or target
+
+	// queue holds the stream between the receiver and the writers while
+	// a session streams (nil otherwise).
+	queue *spool.Queue
 }
 
 // beat is a heartbeat write seen in the stream: its offset, and the time
@@ -249,6 +261,11 @@ type Status struct {
 	CommandsByName map[string]int64
 	// Retries counts the reconnections after a lost connection.
 	Retries int64
+	// The stream waiting between the source and the target: in memory,
+	// in the spool files, and whether the queue is full (resync has
+	// stopped reading the source).
+	SpoolMemBytes, SpoolDiskBytes int64
+	BackPressure                  bool
 	// Shards are a cluster source's masters, one status each; the
 	// fields above then sum them (the lag is the worst).
 	Shards []Status
@@ -273,7 +290,7 @@ func (t *Task) Status() Status {
 func (t *Task) ownStatus() Status {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return Status{Name: t.cfg.Name, State: t.state, LastError: t.lastError, ReplID: t.replID,
+	st := Status{Name: t.cfg.Name, State: t.state, LastError: t.lastError, ReplID: t.replID,
 		Received: t.received.Load(), Applied: t.applied.Load(), KeysWritten: t.counts.Keys.Load(),
 		KeysFiltered: t.counts.Filtered.Load(), KeysEmpty: t.counts.Empty.Load(), KeysRewritten: t.counts.Rewritten.Load(),
 		BigKeys: t.counts.Big.Load(), Dropped: t.counts.Dropped.Load(),
@@ -282,6 +299,11 @@ func (t *Task) ownStatus() Status {
 		PublishSkipped: t.published.Load(), Commands: t.commands.Load(), LagMs: t.lagMs.Load(),
 		SourceAddr: t.cfg.Source.Addr, TargetAddr: t.cfg.Target.Addr, BytesWritten: t.bytesOut.Load() + t.counts.Bytes.Load(),
 		CommandsByName: maps.Clone(t.byName), Retries: t.retries}
+	if t.queue != nil {
+		qs := t.queue.Stats()
+		st.SpoolMemBytes, st.SpoolDiskBytes, st.BackPressure = qs.MemBytes, qs.DiskBytes, qs.Blocked
+	}
+	return st
 }
 
 func (t *Task) setState(s string) {
@@ -344,7 +366,7 @@ func (t *Task) Run(ctx context.Context) error {
 			w.Close()
 		}
 	}()
-	window := retryWindow{limit: t.cfg.RetryFor}
+	t.window = &retryWindow{limit: t.cfg.RetryFor}
 	for {
 		err := t.session(ctx, &w, target)
 		if cause := context.Cause(ctx); errors.Is(cause, ErrLocked) {
@@ -356,7 +378,7 @@ func (t *Task) Run(ctx context.Context) error {
 		if !retryable(err) {
 			return t.failed(err)
 		}
-		wait, ok := window.next(time.Now(), t.healthySince())
+		wait, ok := t.window.next(time.Now(), t.healthySince())
 		if !ok {
 			return t.failed(fmt.Errorf("gave up after retrying for %s (--retry-for): %w", t.cfg.RetryFor, err))
 		}
@@ -413,6 +435,11 @@ func (t *Task) session(ctx context.Context, w *sink, target redisproc.Version) e
 	t.mu.Unlock()
 	if *w != nil {
 		err := t.discard(*w)
+		if err == nil && !t.targetCluster {
+			// Is it still there? A target that restarted meanwhile must
+			// be read again (its checkpoint) before the PSYNC.
+			err = (*w).Write(writer.Op{Args: [][]byte{[]byte("PING")}})
+		}
 		if err == nil {
 			err = (*w).Sync(ctx)
 		}
@@ -493,7 +520,7 @@ func (t *Task) session(ctx context.Context, w *sink, target redisproc.Version) e
 	t.mu.Lock()
 	t.healthy = time.Now()
 	t.mu.Unlock()
-	return t.incremental(ctx, link, *w)
+	return t.incremental(ctx, link, w)
 }
 
 // precheck: both sides reachable and authenticated; the selection valid
@@ -836,60 +863,6 @@ func restoreOps(rec *rdb.Record, payload []byte, target redisproc.Version) []wri
 		ops = append(ops, writer.Op{Args: [][]byte{[]byte("PEXPIREAT"), rec.Key, []byte(strconv.FormatInt(rec.ExpireMs, 10))}})
 	}
 	return ops
-}
-
-// incremental applies the command stream until ctx ends or a side fails.
-func (t *Task) incremental(ctx context.Context, link *receiver.Link, w sink) error {
-	batchBytes := 256 << 10
-	out := make(chan receiver.Batch, max(1, t.cfg.BufferBytes/batchBytes))
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	streamErr := make(chan error, 1)
-	go func() {
-		streamErr <- link.Stream(ctx, out)
-		cancel()
-	}()
-
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	progress := time.NewTicker(10 * time.Second)
-	defer progress.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			err := <-streamErr
-			if werr := w.Err(); werr != nil {
-				return werr
-			}
-			return err
-		case <-tick.C:
-			if err := t.publishApplied(link, w); err != nil {
-				cancel()
-				<-streamErr
-				return err
-			}
-		case <-progress.C:
-			st := t.Status()
-			t.log.Info("progress", "received", st.Received, "applied", st.Applied, "commands", st.Commands)
-		case b := <-out:
-			t.received.Store(b.End)
-			if err := t.apply(b, w); err != nil {
-				cancel()
-				<-streamErr
-				return err
-			}
-			if err := t.publishApplied(link, w); err != nil {
-				cancel()
-				<-streamErr
-				return err
-			}
-			if err := w.Flush(); err != nil {
-				cancel()
-				<-streamErr
-				return err
-			}
-		}
-	}
 }
 
 func (t *Task) publishApplied(link *receiver.Link, w sink) error {

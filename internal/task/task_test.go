@@ -126,7 +126,13 @@ func (r *running) waitState(t *testing.T, state string) {
 // within 2 s of the writes stopping (the bound).
 func (r *running) waitCaughtUp(t *testing.T, src *redisproc.Server) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
+	r.waitCaughtUpWithin(t, src, 2*time.Second)
+}
+
+// waitCaughtUpWithin is waitCaughtUp with a longer wait, after a backlog.
+func (r *running) waitCaughtUpWithin(t *testing.T, src *redisproc.Server, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
 	for {
 		want, _ := strconv.ParseInt(redisproc.InfoField(redistest.Do(t, src, "INFO", "replication"), "master_repl_offset"), 10, 64)
 		st := r.task.Status()

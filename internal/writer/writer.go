@@ -132,6 +132,7 @@ type Writer struct {
 	confirmed atomic.Int64 // commands confirmed
 	tolerated atomic.Int64 // error replies the source answered too
 	closing   chan struct{}
+	closeOnce sync.Once
 	done      chan struct{}
 }
 
@@ -326,11 +327,15 @@ func (w *Writer) setErr(err error) {
 	w.mu.Unlock()
 }
 
-// Close ends the connection; commands not confirmed are not applied.
+// Close ends the connection; commands not confirmed are not applied. A
+// second Close does nothing.
 func (w *Writer) Close() error {
-	close(w.closing)
-	err := w.conn.Close()
-	<-w.done
+	var err error
+	w.closeOnce.Do(func() {
+		close(w.closing)
+		err = w.conn.Close()
+		<-w.done
+	})
 	return err
 }
 

@@ -1,0 +1,202 @@
+package spool
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/resync/resync/internal/receiver"
+)
+
+func batch(i int) receiver.Batch {
+	arg := bytes.Repeat([]byte{byte('a' + i%26)}, 100+i%50)
+	return receiver.Batch{End: int64(i) * 1000, At: time.Unix(0, int64(i)), Bytes: 200,
+		Commands: []receiver.Command{{Args: [][]byte{[]byte("SET"), []byte(fmt.Sprint("k", i)), arg}, Offset: int64(i)*1000 - 1}}}
+}
+
+func same(a, b receiver.Batch) bool {
+	if a.End != b.End || !a.At.Equal(b.At) || len(a.Commands) != len(b.Commands) {
+		return false
+	}
+	for i := range a.Commands {
+		if a.Commands[i].Offset != b.Commands[i].Offset ||
+			!slices.EqualFunc(a.Commands[i].Args, b.Commands[i].Args, bytes.Equal) {
+			return false
+		}
+	}
+	return true
+}
+
+// Batches come out in order whether they waited in memory or on disk,
+// across many switches between the two and several segment files.
+func TestOrderAcrossMemoryAndDisk(t *testing.T) {
+	dir := t.TempDir()
+	q, err := New(Options{MemBytes: 1000, Dir: dir, DiskBytes: 1 << 20, SegmentBytes: 2000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	next := 0
+	for i := range 500 {
+		if err := q.Put(ctx, batch(i)); err != nil {
+			t.Fatal(err)
+		}
+		// Read in bursts, so the queue fills and drains by turns.
+		if i%37 == 36 {
+			for range 30 {
+				b, err := q.Get(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !same(b, batch(next)) {
+					t.Fatalf("batch %d: got End %d", next, b.End)
+				}
+				next++
+			}
+		}
+	}
+	st := q.Stats()
+	if st.Spilled == 0 || st.DiskBytes == 0 {
+		t.Fatalf("nothing went to disk: %+v", st)
+	}
+	for next < 500 {
+		b, err := q.Get(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !same(b, batch(next)) {
+			t.Fatalf("batch %d: got End %d", next, b.End)
+		}
+		next++
+	}
+	if st := q.Stats(); st.Batches != 0 || st.DiskBytes != 0 || st.MemBytes != 0 {
+		t.Fatalf("drained queue: %+v", st)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Fatalf("%d entries in the spool dir", len(entries))
+	}
+	spoolDir := dir + "/" + entries[0].Name()
+	if fi, err := os.Stat(spoolDir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("spool directory mode %v, %v", fi.Mode(), err)
+	}
+	if files, _ := os.ReadDir(spoolDir); len(files) > 1 {
+		t.Fatalf("read segments were not removed: %d files", len(files))
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(spoolDir); !os.IsNotExist(err) {
+		t.Fatalf("the spool directory outlived Close: %v", err)
+	}
+}
+
+// When memory and disk are full, Put waits (back-pressure, reported by
+// Stats) until a Get makes room.
+func TestBackPressure(t *testing.T) {
+	q, err := New(Options{MemBytes: 400, Dir: t.TempDir(), DiskBytes: 600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ctx := context.Background()
+	put := 0
+	for ; put < 100; put++ {
+		done := make(chan error, 1)
+		go func() { done <- q.Put(ctx, batch(put)) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			continue
+		case <-time.After(100 * time.Millisecond):
+		}
+		if !q.Stats().Blocked {
+			t.Fatal("Put waits but Stats does not say so")
+		}
+		// Room in memory is not enough while older batches wait on
+		// disk (the order holds): Put goes on once the disk drains.
+		for gets := 0; ; gets++ {
+			if _, err := q.Get(ctx); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(50 * time.Millisecond):
+				if gets > 10 {
+					t.Fatal("Put still waits after 10 batches were read")
+				}
+				continue
+			}
+			break
+		}
+		break
+	}
+	if put == 100 || put < 3 {
+		t.Fatalf("Put waited after %d batches", put)
+	}
+	if q.Stats().Blocked {
+		t.Fatal("still blocked after a Get")
+	}
+	// A canceled Put returns.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	for i := 0; ; i++ {
+		if err := q.Put(cctx, batch(1000+i)); err != nil {
+			break
+		}
+	}
+}
+
+// Without a directory, everything stays in memory and Put waits when it
+// is full.
+func TestMemoryOnly(t *testing.T) {
+	q, err := New(Options{MemBytes: 400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	n := 0
+	for ; q.Put(ctx, batch(n)) == nil; n++ {
+	}
+	if n != 2 {
+		t.Fatalf("%d batches of 200 bytes fit in 400", n)
+	}
+}
+
+func TestDecodeRefusesCorruptRecords(t *testing.T) {
+	rec := encode(batch(7))
+	b, n, err := decode(bytes.NewReader(rec))
+	if err != nil || n != len(rec) || !same(b, batch(7)) {
+		t.Fatalf("round trip: %v %d", err, n)
+	}
+	for i := range rec {
+		bad := bytes.Clone(rec)
+		bad[i] ^= 0x40
+		if _, _, err := decode(bytes.NewReader(bad)); err == nil {
+			t.Fatalf("a flipped bit at byte %d went unnoticed", i)
+		}
+	}
+	if _, _, err := decode(bytes.NewReader(rec[:len(rec)-1])); err == nil {
+		t.Fatal("a truncated record decoded")
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add(encode(batch(1)))
+	f.Add(encode(receiver.Batch{}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		decode(bytes.NewReader(data))
+		decodeBody(data) // no checksum in the way
+	})
+}

@@ -1,0 +1,228 @@
+package task
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/resync/resync/internal/receiver"
+	"github.com/resync/resync/internal/spool"
+)
+
+// errNeedPSYNC ends a session whose target came back behind what the
+// spool still holds: a new PSYNC from the target's checkpoint follows.
+var errNeedPSYNC = errors.New("the target's checkpoint is older than the spool: resuming from the source's backlog")
+
+// incremental applies the command stream until ctx ends or the source
+// fails. The source is read all along into a queue (memory, then the
+// spool directory), so a slow or stopped target does not stop the
+// source's link; when the target connection is lost, it is retried
+// here, and the batches not yet confirmed are sent again from where the
+// target's checkpoint says it is.
+func (t *Task) incremental(ctx context.Context, link *receiver.Link, w *sink) error {
+	q, err := spool.New(spool.Options{MemBytes: int64(t.cfg.BufferBytes), Dir: t.cfg.SpoolDir, DiskBytes: t.cfg.SpoolMax})
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	t.queue = q
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		t.queue = nil
+		t.mu.Unlock()
+		q.Close()
+	}()
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	// The receiver, and the pump from it into the queue: both stop with
+	// ctx; streamErr says why the link ended.
+	in := make(chan receiver.Batch, 4)
+	streamErr := make(chan error, 1)
+	go func() {
+		streamErr <- link.Stream(ctx, in)
+		cancel()
+	}()
+	pumped := make(chan struct{})
+	go func() {
+		defer close(pumped)
+		for {
+			select {
+			case b := <-in:
+				t.received.Store(b.End)
+				if q.Put(ctx, b) != nil {
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	got := make(chan receiver.Batch)
+	gotten := make(chan struct{})
+	go func() {
+		defer close(gotten)
+		for {
+			b, err := q.Get(ctx)
+			if err != nil {
+				return
+			}
+			select {
+			case got <- b:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	end := func(err error) error {
+		cancel()
+		serr := <-streamErr
+		<-pumped
+		<-gotten
+		// The link's end (which cancels ctx) is the reason, unless the
+		// task itself is stopping.
+		if err == nil || errors.Is(err, context.Canceled) && parent.Err() == nil && serr != nil {
+			err = serr
+		}
+		return err
+	}
+
+	// held: the batches applied and not yet confirmed, oldest first; from
+	// is the offset they follow.
+	var held []receiver.Batch
+	from := link.StartOffset()
+	confirm := func() {
+		a := (*w).Applied()
+		for len(held) > 0 && held[0].End <= a {
+			from = held[0].End
+			held[0] = receiver.Batch{}
+			held = held[1:]
+		}
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	progress := time.NewTicker(10 * time.Second)
+	defer progress.Stop()
+	for {
+		var err error
+		select {
+		case <-ctx.Done():
+			if werr := (*w).Err(); werr != nil {
+				return end(werr)
+			}
+			return end(nil)
+		case <-tick.C:
+			err = t.publishApplied(link, *w)
+			confirm()
+		case <-progress.C:
+			st := t.Status()
+			t.log.Info("progress", "received", st.Received, "applied", st.Applied, "commands", st.Commands,
+				"queued_bytes", st.SpoolMemBytes+st.SpoolDiskBytes)
+		case b := <-got:
+			held = append(held, b)
+			if err = t.apply(b, *w); err == nil {
+				if err = t.publishApplied(link, *w); err == nil {
+					err = (*w).Flush()
+				}
+			}
+			confirm()
+		}
+		if err == nil {
+			continue
+		}
+		if !retryable(err) || ctx.Err() != nil {
+			return end(err)
+		}
+		// The target connection is lost; the source's is not.
+		for {
+			if err := t.reconnectTarget(ctx, link, w, err); err != nil {
+				return end(err)
+			}
+			if a := t.applied.Load(); a < from {
+				return end(errNeedPSYNC)
+			}
+			t.log.Info("target back: sending again what it had not confirmed", "from", t.applied.Load(), "batches", len(held))
+			if err = t.replay(held, *w); err == nil {
+				break
+			}
+			if !retryable(err) {
+				return end(err)
+			}
+		}
+		t.setState(StateSynchronizing)
+	}
+}
+
+// reconnectTarget retries the target, within the retry window, until a
+// new connection reads the target's checkpoint; the source's link stays
+// up meanwhile (the queue absorbs the stream).
+func (t *Task) reconnectTarget(ctx context.Context, link *receiver.Link, w *sink, cause error) error {
+	received := t.received.Load()
+	closed := false
+	for {
+		wait, ok := t.window.next(time.Now(), t.healthySince())
+		if !ok {
+			return fmt.Errorf("gave up after retrying for %s (--retry-for): %w", t.cfg.RetryFor, cause)
+		}
+		t.mu.Lock()
+		t.lastError = cause.Error()
+		t.retries++
+		t.healthy = time.Time{}
+		t.mu.Unlock()
+		t.setState(StateRetrying)
+		t.log.Warn("target connection lost; retrying (the source is still read)", "err", cause, "in", wait.Round(time.Millisecond))
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if !closed {
+			(*w).Close()
+			closed = true
+		}
+		nw, err := t.openTarget(ctx)
+		if err != nil {
+			cause = err
+			continue // the closed sink stands in: Close and Err are safe on it
+		}
+		*w, closed = nw, false
+		t.newSink()
+		scratch, err := t.resume(ctx)
+		if err != nil {
+			cause = err
+			continue
+		}
+		t.received.Store(received)
+		t.mu.Lock()
+		t.healthy = time.Now()
+		t.mu.Unlock()
+		if scratch || t.currentReplID() != link.ReplID() {
+			return errNeedPSYNC
+		}
+		return nil
+	}
+}
+
+// replay applies again the held batches past the target's checkpoint.
+func (t *Task) replay(held []receiver.Batch, w sink) error {
+	after := t.applied.Load()
+	for _, b := range held {
+		if b.End <= after {
+			continue
+		}
+		rest := b
+		rest.Commands = nil
+		for _, c := range b.Commands {
+			if c.Offset > after {
+				rest.Commands = append(rest.Commands, c)
+			}
+		}
+		if err := t.apply(rest, w); err != nil {
+			return err
+		}
+	}
+	return w.Flush()
+}
