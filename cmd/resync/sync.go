@@ -26,6 +26,7 @@ type syncFlags struct {
 	buffer                              *byteSize
 	heartbeat, retryFor, ioTimeout      *time.Duration
 	delivery, spoolDir                  *string
+	candidates, sentinels, masterName   *string
 	spoolMax                            *byteSize
 	reset                               *bool
 	sel                                 *selectionFlags
@@ -53,6 +54,9 @@ func newSyncFlags(stderr io.Writer) (*flag.FlagSet, *syncFlags) {
 	spoolMax := byteSize(1 << 30)
 	f.spoolMax = &spoolMax
 	fs.Var(f.spoolMax, "spool-max", "bound on the spool files; when memory and spool are full, resync stops reading the source (back-pressure)")
+	f.candidates = fs.String("source-candidates", "", "comma-separated host:port of the source's replicas: after a failover, resync follows whichever is master (with the source's credentials)")
+	f.sentinels = fs.String("source-sentinel", "", "comma-separated host:port of Sentinels that monitor the source (with --source-master): resync asks them for the master")
+	f.masterName = fs.String("source-master", "", "the name the Sentinels know the source's master by")
 	f.config = fs.String("config", "", "a TOML task file with these settings (flags given here win)")
 	f.sel = addSelectionFlags(fs)
 	f.load = addLoadFlags(fs)
@@ -100,9 +104,13 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(fmt.Errorf("--io-timeout %s: want a positive duration", *f.ioTimeout))
 	}
 	src.IOTimeout, dst.IOTimeout = *f.ioTimeout, *f.ioTimeout
+	if (*f.sentinels == "") != (*f.masterName == "") {
+		return fail(errors.New("--source-sentinel and --source-master go together"))
+	}
 	cfg := task.Config{Name: *name, Source: src, Target: dst, BufferBytes: int(*buffer),
 		HeartbeatInterval: *heartbeat, RetryFor: *f.retryFor, Delivery: *f.delivery, Reset: *f.reset,
-		SpoolDir: *f.spoolDir, SpoolMax: int64(*f.spoolMax), Logger: log}
+		SpoolDir: *f.spoolDir, SpoolMax: int64(*f.spoolMax), Logger: log,
+		SourceCandidates: splitList(*f.candidates), SourceSentinels: splitList(*f.sentinels), SourceMaster: *f.masterName}
 	if cfg.Filter, err = sel.config(); err == nil {
 		err = load.apply(&cfg)
 	}
@@ -166,4 +174,15 @@ func newLogger(format string, w io.Writer) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, nil)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: text or json", format)
+}
+
+// splitList reads a comma-separated list, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }

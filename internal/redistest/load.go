@@ -52,7 +52,9 @@ func StartLoad(t testing.TB, o dialer.Options, keys int, pause time.Duration, ke
 	go func() {
 		defer close(l.done)
 		rng := rand.New(rand.NewPCG(1, 2))
-		var id int64
+		// Stream ids grow across loads too: a later load on the same
+		// keys must not go back.
+		id := time.Now().UnixMicro()
 		for round := 0; ctx.Err() == nil; round++ {
 			var cmds [][]string
 			tx := round%10 == 0

@@ -68,7 +68,7 @@ func retryable(err error) bool {
 	if err == nil {
 		return true // a session that ended without an error: the link closed
 	}
-	if errors.Is(err, errNeedPSYNC) {
+	if errors.Is(err, errNeedPSYNC) || errors.Is(err, errNoMaster) {
 		return true
 	}
 	var we *writer.Error

@@ -94,6 +94,12 @@ type Config struct {
 	// source (back-pressure).
 	SpoolDir string
 	SpoolMax int64
+	// Where to look for the source's master after a failover: other
+	// addresses of the same replication group (the source's credentials
+	// apply), or Sentinels that monitor it as SourceMaster.
+	SourceCandidates []string
+	SourceSentinels  []string
+	SourceMaster     string
 }
 
 // Conflict rules: what a new task does with a target that holds keys.
@@ -120,6 +126,9 @@ const (
 type Task struct {
 	cfg Config
 	log *slog.Logger
+	// source is how to reach the source's current master (cfg.Source
+	// until a failover moves it); guarded by mu.
+	source dialer.Options
 
 	mu        sync.Mutex
 	state     string
@@ -229,7 +238,7 @@ func New(cfg Config) *Task {
 		cfg.BigKeyElements = 0
 	}
 	cfg.Filter.ReservedPrefix = ReservedPrefix
-	t := &Task{cfg: cfg, log: cfg.Logger.With("task", cfg.Name), state: StatePrecheck, byName: map[string]int64{}}
+	t := &Task{cfg: cfg, source: cfg.Source, log: cfg.Logger.With("task", cfg.Name), state: StatePrecheck, byName: map[string]int64{}}
 	t.rdbTotal.Store(-1)
 	t.lagMs.Store(-1)
 	return t
@@ -297,7 +306,7 @@ func (t *Task) ownStatus() Status {
 		CommandsFiltered: t.filtered.Load(), PartialSkipped: t.partial.Load(),
 		RDBBytes: t.rdbBytes.Load(), RDBBytesTotal: t.rdbTotal.Load(),
 		PublishSkipped: t.published.Load(), Commands: t.commands.Load(), LagMs: t.lagMs.Load(),
-		SourceAddr: t.cfg.Source.Addr, TargetAddr: t.cfg.Target.Addr, BytesWritten: t.bytesOut.Load() + t.counts.Bytes.Load(),
+		SourceAddr: t.source.Addr, TargetAddr: t.cfg.Target.Addr, BytesWritten: t.bytesOut.Load() + t.counts.Bytes.Load(),
 		CommandsByName: maps.Clone(t.byName), Retries: t.retries}
 	if t.queue != nil {
 		qs := t.queue.Stats()
@@ -468,7 +477,10 @@ func (t *Task) session(ctx context.Context, w *sink, target redisproc.Version) e
 	}
 	t.streaming = false
 	replID := t.currentReplID()
-	o := receiver.Options{Source: t.cfg.Source, AnnouncePort: t.cfg.AnnouncePort, Logger: t.log}
+	if err := t.locateSource(ctx); err != nil {
+		return err
+	}
+	o := receiver.Options{Source: t.sourceOpts(), AnnouncePort: t.cfg.AnnouncePort, Logger: t.log}
 	if t.cfg.Source.IOTimeout > 0 {
 		o.ReadTimeout = t.cfg.Source.IOTimeout // the source pings every 10s by default
 	}
@@ -528,7 +540,10 @@ func (t *Task) session(ctx context.Context, w *sink, target redisproc.Version) e
 // key outside the reserved prefix in the target databases it writes.
 func (t *Task) precheck(ctx context.Context) (redisproc.Version, error) {
 	t.setState(StatePrecheck)
-	src, err := dialer.Dial(ctx, t.cfg.Source)
+	if err := t.locateSource(ctx); err != nil {
+		return redisproc.Version{}, err
+	}
+	src, err := dialer.Dial(ctx, t.sourceOpts())
 	if err != nil {
 		return redisproc.Version{}, fmt.Errorf("source: %w", err)
 	}
@@ -914,8 +929,12 @@ func (t *Task) heartbeat(ctx context.Context) {
 	defer tick.Stop()
 	warned := false
 	for {
+		if c != nil && c.Addr() != t.sourceOpts().Addr {
+			c.Close() // the source's master moved
+			c = nil
+		}
 		if c == nil {
-			o := t.cfg.Source
+			o := t.sourceOpts()
 			o.DB = 0
 			var err error
 			if c, err = dialer.Dial(ctx, o); err != nil && ctx.Err() == nil && !warned {

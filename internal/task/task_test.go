@@ -77,6 +77,7 @@ func fill(t *testing.T, s *redisproc.Server) {
 
 type running struct {
 	task *task.Task
+	dst  *redisproc.Server
 	done chan error
 	stop context.CancelFunc
 }
@@ -95,7 +96,7 @@ func startWith(t *testing.T, src, dst *redisproc.Server, set func(*task.Config))
 		set(&cfg)
 	}
 	tk := task.New(cfg)
-	r := &running{task: tk, done: make(chan error, 1), stop: cancel}
+	r := &running{task: tk, dst: dst, done: make(chan error, 1), stop: cancel}
 	go func() { r.done <- tk.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()

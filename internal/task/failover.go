@@ -1,0 +1,125 @@
+package task
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+
+	"github.com/resync/resync/internal/dialer"
+	"github.com/resync/resync/internal/redisproc"
+)
+
+// errNoMaster says no candidate source is a master now (a failover in
+// progress): the task retries.
+var errNoMaster = errors.New("no master among the source's candidates")
+
+// sourceOpts returns how to reach the source's current master.
+func (t *Task) sourceOpts() dialer.Options {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.source
+}
+
+// followsFailover reports whether the task was told where to look for a
+// new source master.
+func (t *Task) followsFailover() bool {
+	return len(t.cfg.SourceCandidates) > 0 || len(t.cfg.SourceSentinels) > 0
+}
+
+// locateSource finds the source's current master: the one the Sentinels
+// name, or the candidate that is a master (preferring one whose history
+// includes the task's replication id, so PSYNC can continue). The
+// source's credentials and TLS settings go with the new address.
+func (t *Task) locateSource(ctx context.Context) error {
+	if !t.followsFailover() {
+		return nil
+	}
+	cur := t.sourceOpts()
+	var addr string
+	var err error
+	if len(t.cfg.SourceSentinels) > 0 {
+		addr, err = t.askSentinels(ctx)
+	} else {
+		addr, err = t.findMaster(ctx, cur)
+	}
+	if err != nil {
+		return err
+	}
+	if addr != cur.Addr {
+		t.log.Warn("following the source's master to a new address", "from", cur.Addr, "to", addr)
+		cur.Addr = addr
+		t.mu.Lock()
+		t.source = cur
+		t.mu.Unlock()
+	}
+	return nil
+}
+
+// askSentinels asks each Sentinel in turn for the master's address.
+func (t *Task) askSentinels(ctx context.Context) (string, error) {
+	var errs []error
+	for _, s := range t.cfg.SourceSentinels {
+		o := dialer.Options{Addr: s, ConnectTimeout: t.cfg.Source.ConnectTimeout, IOTimeout: t.cfg.Source.IOTimeout}
+		c, err := dialer.Dial(ctx, o)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		v, err := c.Do("SENTINEL", "get-master-addr-by-name", t.cfg.SourceMaster)
+		c.Close()
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("sentinel %s: %w", s, err))
+		case v.Nil() || len(v.Elems) != 2:
+			errs = append(errs, fmt.Errorf("sentinel %s does not monitor a master named %q", s, t.cfg.SourceMaster))
+		default:
+			return net.JoinHostPort(v.Elems[0].Text(), v.Elems[1].Text()), nil
+		}
+	}
+	return "", fmt.Errorf("source: %w: %w", errNoMaster, errors.Join(errs...))
+}
+
+// findMaster dials the current address and every candidate and returns a
+// master among them.
+func (t *Task) findMaster(ctx context.Context, cur dialer.Options) (string, error) {
+	addrs := []string{cur.Addr}
+	for _, a := range append([]string{t.cfg.Source.Addr}, t.cfg.SourceCandidates...) {
+		if !slices.Contains(addrs, a) {
+			addrs = append(addrs, a)
+		}
+	}
+	replID := t.currentReplID()
+	var masters, notes []string
+	for _, a := range addrs {
+		o := cur
+		o.Addr = a
+		c, err := dialer.Dial(ctx, o)
+		if err != nil {
+			notes = append(notes, err.Error())
+			continue
+		}
+		v, err := c.Do("INFO", "replication")
+		c.Close()
+		if err != nil {
+			notes = append(notes, err.Error())
+			continue
+		}
+		info := v.Text()
+		role := redisproc.InfoField(info, "role")
+		if role != "master" {
+			notes = append(notes, a+" is a "+role)
+			continue
+		}
+		if replID != "" && (redisproc.InfoField(info, "master_replid") == replID || redisproc.InfoField(info, "master_replid2") == replID) {
+			return a, nil // it carries on the history the task follows
+		}
+		masters = append(masters, a)
+	}
+	if len(masters) > 0 {
+		return masters[0], nil
+	}
+	return "", fmt.Errorf("source: %w (%s)", errNoMaster, strings.Join(notes, "; "))
+}
