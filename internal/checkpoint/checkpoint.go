@@ -44,10 +44,20 @@ func Key(prefix, task, shard string) string {
 	return k
 }
 
-// Pattern matches every checkpoint key of a task (for SCAN MATCH).
-func Pattern(prefix, task string) string {
-	return escape(prefix+"checkpoint:"+task) + "*"
+// Patterns match every checkpoint key of a task (for SCAN MATCH): its
+// own, and those of its shards and slots; not another task's whose name
+// begins the same.
+func Patterns(prefix, task string) []string {
+	k := escape(prefix + "checkpoint:" + task)
+	return []string{k, k + ":*"}
 }
+
+// SlotKey is the checkpoint key of one slot of a cluster target, for the
+// checkpoint key base: tag is a hash tag of the slot (cluster.Tag).
+func SlotKey(base, tag string) string { return base + ":{" + tag + "}" }
+
+// SlotPattern matches the slot checkpoint keys of base.
+func SlotPattern(base string) string { return escape(base) + ":{*}" }
 
 // LockKey is a task's lock key under prefix.
 func LockKey(prefix, task string) string { return prefix + "lock:" + task }

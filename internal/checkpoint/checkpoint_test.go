@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -50,8 +51,9 @@ func TestOwnerRoundTrip(t *testing.T) {
 }
 
 func TestPatternEscapesGlobs(t *testing.T) {
-	if got, want := Pattern("resync:", "a*b"), `resync:checkpoint:a\*b*`; got != want {
-		t.Fatalf("Pattern = %q, want %q", got, want)
+	got := Patterns("resync:", "a*b")
+	if want := []string{`resync:checkpoint:a\*b`, `resync:checkpoint:a\*b:*`}; !slices.Equal(got, want) {
+		t.Fatalf("Patterns = %q, want %q", got, want)
 	}
 }
 

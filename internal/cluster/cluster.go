@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/resync/resync/internal/dialer"
 )
@@ -210,3 +211,25 @@ var crcTable = func() (t [256]uint16) {
 	}
 	return t
 }()
+
+// Tag returns a short hash tag whose slot is slot: "{" + Tag(s) + "}" in a
+// key puts it in slot s (a per-slot checkpoint lives with its slot's
+// keys, in their transactions).
+func Tag(slot int) string {
+	return tags()[slot%Slots]
+}
+
+// tags is the table of the shortest decimal tags per slot, built once;
+// it never changes after.
+var tags = sync.OnceValue(func() []string {
+	t := make([]string, Slots)
+	left := Slots
+	for i := 0; left > 0; i++ {
+		s := strconv.Itoa(i)
+		if slot := Slot([]byte(s)); t[slot] == "" {
+			t[slot] = s
+			left--
+		}
+	}
+	return t
+})

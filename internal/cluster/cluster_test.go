@@ -124,3 +124,11 @@ func FuzzParseNodes(f *testing.F) {
 		_ = fmt.Sprint(top.Masters)
 	})
 }
+
+func TestTag(t *testing.T) {
+	for s := range cluster.Slots {
+		if got := cluster.Slot([]byte("resync:checkpoint:x:{" + cluster.Tag(s) + "}")); got != s {
+			t.Fatalf("Tag(%d) = %q, in slot %d", s, cluster.Tag(s), got)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"strconv"
 	"sync"
 	"testing"
@@ -123,4 +124,36 @@ func (l *Load) Stop() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.err
+}
+
+// HoldPort keeps s's port taken while s is down (killed), so that no
+// other server of a test running meanwhile takes it: connections are
+// accepted and closed at once, as a server that is going away would.
+// release gives the port back, for s to restart on it.
+func HoldPort(t testing.TB, s *redisproc.Server) (release func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", s.Addr)
+	if err != nil {
+		t.Fatalf("holding %s: %v", s.Addr, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			ln.Close()
+			<-done
+		})
+	}
+	t.Cleanup(release)
+	return release
 }

@@ -33,6 +33,14 @@
 // node named), so the order of the commands on each key is kept. The
 // applied offset does not pass a command until it is confirmed where it
 // landed.
+//
+// With Options.Checkpoint the delivery is exact: a cluster runs a
+// transaction within one slot only, so the router holds each command in
+// its slot's group until Commit, which sends every group as one
+// MULTI … EXEC on its slot's master, with that slot's checkpoint (a key
+// with the slot's hash tag) written inside. After a restart, SetDone
+// gives the slots' checkpoints back and Source says which source command
+// each write belongs to: a slot skips what its checkpoint covers.
 package router
 
 import (
@@ -75,6 +83,19 @@ type Options struct {
 	// fails (default 1 minute).
 	RedirectTimeout time.Duration
 	Logger          *slog.Logger
+	// Seeds are more nodes to read the slot map from when Target is
+	// down (a failover).
+	Seeds []string
+	// Checkpoint, when set, makes the delivery exact (package comment).
+	Checkpoint *SlotCheckpoints
+}
+
+// SlotCheckpoints describes the per-slot checkpoints of exact delivery.
+type SlotCheckpoints struct {
+	// Key returns the checkpoint key of a slot: a key in that slot.
+	Key func(slot int) []byte
+	// Value returns the checkpoint value for a source offset.
+	Value func(offset int64) []byte
 }
 
 // CrossSlotError is a command the router cannot apply to the cluster as
@@ -110,6 +131,16 @@ type Router struct {
 	skipped   int64
 	skipWarns int
 	resent    int64
+
+	// Exact delivery: the commands held per slot until Commit, the slots
+	// in the order they were first written, the source offset of the
+	// command being written, and the slots' checkpoints from a restart.
+	grouping  bool // Group(true): the stream, not a full sync
+	groups    map[int][]writer.Op
+	slotOrder []int
+	src       int64
+	done      map[int]int64
+	dropped   int64 // commands a slot's checkpoint already covered
 }
 
 // Open reads the slot map and opens a writer to every master.
@@ -126,7 +157,7 @@ func Open(ctx context.Context, o Options) (*Router, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Router{o: o, log: o.Logger, writers: map[string]*writer.Writer{}}
+	r := &Router{o: o, log: o.Logger, writers: map[string]*writer.Writer{}, groups: map[int][]writer.Op{}}
 	if err := r.refresh(ctx); err != nil {
 		r.Close()
 		return nil, err
@@ -138,7 +169,8 @@ func Open(ctx context.Context, o Options) (*Router, error) {
 // opens writers to masters it does not know yet.
 func (r *Router) refresh(ctx context.Context) error {
 	var errs []error
-	for _, addr := range append([]string{r.o.Target.Addr}, r.order...) {
+	seeds := append(append([]string{r.o.Target.Addr}, r.o.Seeds...), r.order...)
+	for _, addr := range seeds {
 		o := r.o.Target
 		o.Addr, o.DB = addr, 0
 		c, err := dialer.Dial(ctx, o)
@@ -270,7 +302,7 @@ func (r *Router) route(name []byte, op writer.Op) error {
 		}
 	}
 	if same {
-		return r.send(r.owner(slot), op)
+		return r.emit(slot, op)
 	}
 	switch string(name) {
 	case "mset":
@@ -309,7 +341,7 @@ func (r *Router) split(op writer.Op, per int) error {
 		if i == len(parts)-1 {
 			piece.Offset = op.Offset
 		}
-		if err := r.send(r.owner(p.slot), piece); err != nil {
+		if err := r.emit(p.slot, piece); err != nil {
 			return err
 		}
 	}
@@ -370,6 +402,14 @@ func (r *Router) transaction(exec writer.Op) error {
 	switch {
 	case len(body) == 0:
 		return r.markOnly(exec.Offset)
+	case ok && r.o.Checkpoint != nil:
+		// The slot's group is a transaction already.
+		for _, op := range body {
+			if err := r.emit(slot, op); err != nil {
+				return err
+			}
+		}
+		return nil
 	case ok:
 		addr := r.owner(slot)
 		if err := r.send(addr, writer.Op{Args: [][]byte{[]byte("MULTI")}}); err != nil {
@@ -428,10 +468,85 @@ func (r *Router) policy(e *CrossSlotError, offset int64) error {
 }
 
 func (r *Router) markOnly(offset int64) error {
-	if offset == 0 {
-		return nil
+	if offset == 0 || r.grouping {
+		return nil // exact: Commit reaches the offset
 	}
 	return r.Mark(offset)
+}
+
+// emit sends a command whose keys are all in slot, or, for exact
+// delivery, holds it in the slot's group (unless the slot's checkpoint
+// covers it).
+func (r *Router) emit(slot int, op writer.Op) error {
+	if r.o.Checkpoint == nil || !r.grouping {
+		return r.send(r.owner(slot), op)
+	}
+	if d, ok := r.done[slot]; ok && r.src > 0 && r.src <= d {
+		r.dropped++
+		return nil
+	}
+	g, ok := r.groups[slot]
+	if !ok {
+		r.slotOrder = append(r.slotOrder, slot)
+	}
+	op.Offset = 0
+	r.groups[slot] = append(g, op.Clone())
+	return nil
+}
+
+// Group turns the slots' groups on (the stream) or off (a full sync,
+// whose keys are written as they come: it has a checkpoint of its own).
+func (r *Router) Group(on bool) { r.grouping = on }
+
+// Source says which source command (by its offset) the commands written
+// next belong to, for the slots' checkpoints to skip what they cover.
+func (r *Router) Source(offset int64) { r.src = offset }
+
+// SetDone gives the slots' checkpoints read after a restart: a command
+// of a slot at or below its checkpoint is not applied again. nil forgets
+// them (a new full sync).
+func (r *Router) SetDone(done map[int]int64) { r.done = done }
+
+// Covered counts the commands skipped because their slot's checkpoint
+// covered them.
+func (r *Router) Covered() int64 { return r.dropped }
+
+// Commit sends each slot's group as one transaction on the slot's
+// master with the slot's checkpoint of offset inside, and marks offset
+// on every master: once confirmed, everything before offset is applied
+// exactly once.
+func (r *Router) Commit(offset int64) error {
+	if err := r.Err(); err != nil {
+		return err
+	}
+	for _, slot := range r.slotOrder {
+		addr := r.owner(slot)
+		ops := r.groups[slot]
+		if err := r.send(addr, writer.Op{Args: [][]byte{[]byte("MULTI")}}); err != nil {
+			return err
+		}
+		for _, op := range ops {
+			if err := r.send(addr, op); err != nil {
+				return err
+			}
+		}
+		set := writer.Op{Args: [][]byte{[]byte("SET"), r.o.Checkpoint.Key(slot), r.o.Checkpoint.Value(offset)}}
+		if err := r.send(addr, set); err != nil {
+			return err
+		}
+		if err := r.send(addr, writer.Op{Args: [][]byte{[]byte("EXEC")}, Offset: offset}); err != nil {
+			return err
+		}
+		delete(r.groups, slot)
+	}
+	r.slotOrder = r.slotOrder[:0]
+	return r.mark(offset)
+}
+
+// Direct sends a single-key command at once, outside the slots' groups
+// (a checkpoint of what is confirmed already).
+func (r *Router) Direct(op writer.Op) error {
+	return r.send(r.owner(cluster.Slot(op.Args[1])), op)
 }
 
 // Resent counts the commands (or blocks) sent again after MOVED, ASK or
@@ -442,8 +557,16 @@ func (r *Router) Resent() int64 { return r.resent }
 func (r *Router) Skipped() int64 { return r.skipped }
 
 // Mark records that offset is reached once every command before it is
-// confirmed, on every master.
+// confirmed, on every master. With exact delivery, commands held in
+// slot groups are committed first.
 func (r *Router) Mark(offset int64) error {
+	if len(r.slotOrder) > 0 {
+		return r.Commit(offset)
+	}
+	return r.mark(offset)
+}
+
+func (r *Router) mark(offset int64) error {
 	for _, addr := range r.order {
 		if err := r.writers[addr].Mark(offset); err != nil {
 			return err
@@ -650,4 +773,25 @@ func args(op writer.Op) string {
 		s = append(s, fmt.Sprintf("%.40q", a))
 	}
 	return strings.Join(s, " ")
+}
+
+// Broadcast reports whether the router sends a command to every master
+// (FLUSHALL, FLUSHDB, FUNCTION LOAD/DELETE/FLUSH/RESTORE, SCRIPT
+// LOAD/FLUSH) rather than to one slot's.
+func Broadcast(args [][]byte) bool {
+	name := strings.ToUpper(string(args[0]))
+	switch name {
+	case "FLUSHALL", "FLUSHDB":
+		return true
+	case "FUNCTION", "SCRIPT":
+		if len(args) < 2 {
+			return false
+		}
+		sub := strings.ToUpper(string(args[1]))
+		if name == "FUNCTION" {
+			return sub == "LOAD" || sub == "DELETE" || sub == "FLUSH" || sub == "RESTORE"
+		}
+		return sub == "LOAD" || sub == "FLUSH"
+	}
+	return false
 }

@@ -10,6 +10,8 @@ import (
 	"github.com/resync/resync/internal/checkpoint"
 	"github.com/resync/resync/internal/cluster"
 	"github.com/resync/resync/internal/dialer"
+	"github.com/resync/resync/internal/resp"
+	"github.com/resync/resync/internal/router"
 	"github.com/resync/resync/internal/writer"
 )
 
@@ -31,12 +33,15 @@ const (
 // the stream carries only what is not written (PINGs, filtered keys).
 const checkpointEvery = time.Second
 
-// exact reports whether the task writes each batch in a transaction with
-// its checkpoint. A cluster target accepts a transaction within one slot
-// only: there the checkpoint is a low watermark (at least once) for now.
-func (t *Task) exact() bool {
-	return t.cfg.Delivery != DeliveryAtLeastOnce && !t.targetCluster
-}
+// exact reports whether the task writes each batch in transactions with
+// its checkpoints: one per batch on a standalone target (wrap); on a
+// cluster, which runs a transaction within one slot only, one per slot
+// the batch writes, each with its slot's checkpoint (the router's
+// groups), and a low watermark besides.
+func (t *Task) exact() bool { return t.cfg.Delivery != DeliveryAtLeastOnce }
+
+// wrap reports whether the task itself wraps each batch in MULTI/EXEC.
+func (t *Task) wrap() bool { return t.exact() && !t.targetCluster }
 
 // shardID names a cluster source's shard in its checkpoint key: its
 // first slot range, which a failover of the source keeps.
@@ -65,6 +70,10 @@ type txn struct {
 
 	savedOffset int64 // the last checkpoint's offset
 	savedAt     time.Time
+	// prevSaved is the one before: a failover of the target may lose
+	// the last (replicas lag), so the stream since prevSaved is kept to
+	// be sent again.
+	prevSaved int64
 }
 
 // dbChange records that the source's stream selected db at offset; a
@@ -101,7 +110,7 @@ func (t *Task) dbAt(offset int64) int {
 func (t *Task) newSink() {
 	// Unknown: the first command of the stream selects the database its
 	// source database maps to (the dialer chose the URL's).
-	t.tx = txn{connDB: -1, savedOffset: t.tx.savedOffset, savedAt: t.tx.savedAt}
+	t.tx = txn{connDB: -1, savedOffset: t.tx.savedOffset, savedAt: t.tx.savedAt, prevSaved: t.tx.prevSaved}
 	if t.targetCluster {
 		t.tx.connDB = 0
 	}
@@ -115,16 +124,16 @@ func (t *Task) write(w sink, op writer.Op) error {
 	switch {
 	case strings.EqualFold(string(name), "MULTI"):
 		t.tx.inSource = true
-		if t.exact() {
+		if t.wrap() {
 			return nil
 		}
 	case strings.EqualFold(string(name), "EXEC"):
 		t.tx.inSource = false
-		if t.exact() {
+		if t.wrap() {
 			return nil
 		}
 	}
-	if t.exact() && !t.tx.open {
+	if t.wrap() && !t.tx.open {
 		if err := w.Write(writer.Op{Args: [][]byte{[]byte("MULTI")}}); err != nil {
 			return err
 		}
@@ -176,6 +185,13 @@ func (t *Task) endBatch(w sink, offset int64) error {
 // their checkpoint apply together or not at all. The checkpoint lives in
 // the target URL's database; the write puts the connection back after.
 func (t *Task) commit(w sink, offset int64) error {
+	if r, ok := w.(*router.Router); ok {
+		if err := r.Commit(offset); err != nil {
+			return err
+		}
+		t.tx.wrote = false
+		return nil
+	}
 	if !t.tx.open {
 		if err := w.Write(writer.Op{Args: [][]byte{[]byte("MULTI")}}); err != nil {
 			return err
@@ -237,7 +253,7 @@ func (t *Task) discard(w sink) error {
 // through the sink after later commands, which is sound: it claims only
 // what is already confirmed.
 func (t *Task) watermark(w sink, applied int64) error {
-	if t.exact() || t.tx.inSource || applied <= t.tx.savedOffset || time.Since(t.tx.savedAt) < checkpointEvery {
+	if t.wrap() || t.tx.inSource || applied <= t.tx.savedOffset || time.Since(t.tx.savedAt) < checkpointEvery {
 		return nil
 	}
 	p := checkpoint.Point{ReplID: t.currentReplID(), Offset: applied, DB: t.dbAt(applied), State: checkpoint.Streaming, TimeMs: time.Now().UnixMilli()}
@@ -252,12 +268,18 @@ func (t *Task) watermark(w sink, applied int64) error {
 			t.tx.connDB = home
 		}
 	}
-	for _, args := range ops {
-		if err := w.Write(writer.Op{Args: args}); err != nil {
+	if r, ok := w.(*router.Router); ok {
+		if err := r.Direct(writer.Op{Args: set}); err != nil {
 			return err
 		}
+	} else {
+		for _, args := range ops {
+			if err := w.Write(writer.Op{Args: args}); err != nil {
+				return err
+			}
+		}
 	}
-	t.tx.savedOffset, t.tx.savedAt = applied, time.Now()
+	t.tx.prevSaved, t.tx.savedOffset, t.tx.savedAt = t.tx.savedOffset, applied, time.Now()
 	return nil
 }
 
@@ -330,7 +352,7 @@ func (t *Task) saveCheckpoint(ctx context.Context, p checkpoint.Point) error {
 // is the truth of how far it is, even when it lost writes it had
 // confirmed (a failover). It returns whether the target holds part of
 // a full sync that must start over.
-func (t *Task) resume(ctx context.Context) (scratch bool, err error) {
+func (t *Task) resume(ctx context.Context, w sink) (scratch bool, err error) {
 	p, ok, err := t.readCheckpoint(ctx)
 	if err != nil {
 		return false, err
@@ -359,7 +381,91 @@ func (t *Task) resume(ctx context.Context) (scratch bool, err error) {
 	t.log.Info("resuming from the target's checkpoint", "replid", p.ReplID, "offset", p.Offset, "db", p.DB)
 	t.setResume(p.ReplID, p.Offset, p.DB)
 	t.tx.savedOffset, t.tx.savedAt = p.Offset, time.Now()
+	if r, ok := sinkRouter(w); ok && t.exact() {
+		done, err := t.slotCheckpoints(ctx, p)
+		if err != nil {
+			return false, err
+		}
+		r.SetDone(done)
+		if len(done) > 0 {
+			t.log.Info("slots ahead of the checkpoint: their commands up to their own checkpoints are skipped", "slots", len(done))
+		}
+	}
 	return false, nil
+}
+
+func sinkRouter(w sink) (*router.Router, bool) {
+	r, ok := w.(*router.Router)
+	return r, ok
+}
+
+// slotKey is the checkpoint key of a slot of a cluster target.
+func (t *Task) slotKey(slot int) []byte {
+	return []byte(checkpoint.SlotKey(t.checkpointKey(), cluster.Tag(slot)))
+}
+
+// slotValue is a slot checkpoint's value for offset.
+func (t *Task) slotValue(offset int64) []byte {
+	p := checkpoint.Point{ReplID: t.currentReplID(), Offset: offset, State: checkpoint.Streaming, TimeMs: time.Now().UnixMilli()}
+	return []byte(p.Format())
+}
+
+// slotCheckpoints reads the slot checkpoints of a cluster target that
+// are past the watermark p: those slots hold commands after p already.
+func (t *Task) slotCheckpoints(ctx context.Context, p checkpoint.Point) (map[int]int64, error) {
+	seed, err := dialer.Dial(ctx, t.cfg.Target)
+	if err != nil {
+		return nil, fmt.Errorf("target: %w", err)
+	}
+	top, err := cluster.Load(seed)
+	seed.Close()
+	if err != nil {
+		return nil, fmt.Errorf("target: %w", err)
+	}
+	done := map[int]int64{}
+	for i := range top.Masters {
+		c, err := dialer.Dial(ctx, top.Options(t.cfg.Target, i))
+		if err != nil {
+			return nil, fmt.Errorf("target: %w", err)
+		}
+		keys, err := scanMatch(c, checkpoint.SlotPattern(t.checkpointKey()))
+		for err == nil && len(keys) > 0 {
+			n := min(len(keys), 500)
+			var v resp.Value
+			// One slot per key: GET each (MGET would cross slots).
+			for _, k := range keys[:n] {
+				c.Writer().WriteCommandStrings("GET", k)
+			}
+			if err = c.Writer().Flush(); err != nil {
+				break
+			}
+			for _, k := range keys[:n] {
+				if v, err = c.Receive("GET"); err != nil {
+					break
+				}
+				if v.Nil() {
+					continue
+				}
+				sp, perr := checkpoint.Parse(v.Text())
+				if perr != nil {
+					err = fmt.Errorf("key %s: %w", k, perr)
+					break
+				}
+				// Every slot checkpoint is of the history since the
+				// last full sync (which deletes them), whatever replid
+				// a failover of the source gave it since.
+				if sp.Offset > p.Offset {
+					done[cluster.Slot([]byte(k))] = sp.Offset
+				}
+			}
+			keys = keys[n:]
+		}
+		c.Close()
+		if err != nil {
+			return nil, fmt.Errorf("target %s: reading the slots' checkpoints: %w", top.Masters[i].Addr, err)
+		}
+	}
+	return done, nil
 }
 
 // setResume sets where the next PSYNC starts: replid "" asks for a full
@@ -390,9 +496,13 @@ func (t *Task) hasState(sync bool, nodes []*dialer.Conn, reset bool) (bool, erro
 		if _, err := c.Do("SELECT", strconv.Itoa(t.homeDB())); err != nil {
 			return false, fmt.Errorf("target: %w", err)
 		}
-		keys, err := scanMatch(c, checkpoint.Pattern(ReservedPrefix, t.cfg.Name))
-		if err != nil {
-			return false, fmt.Errorf("target: %w", err)
+		var keys []string
+		for _, p := range checkpoint.Patterns(ReservedPrefix, t.cfg.Name) {
+			k, err := scanMatch(c, p)
+			if err != nil {
+				return false, fmt.Errorf("target: %w", err)
+			}
+			keys = append(keys, k...)
 		}
 		for _, k := range keys {
 			if reset {
@@ -435,4 +545,68 @@ func scanMatch(c *dialer.Conn, pattern string) ([]string, error) {
 			return keys, nil
 		}
 	}
+}
+
+// dropSlotCheckpoints deletes the task's slot checkpoints from a cluster
+// target, before a full sync: they belong to the history it replaces.
+func (t *Task) dropSlotCheckpoints(ctx context.Context) error {
+	seed, err := dialer.Dial(ctx, t.cfg.Target)
+	if err != nil {
+		return fmt.Errorf("target: %w", err)
+	}
+	top, err := cluster.Load(seed)
+	seed.Close()
+	if err != nil {
+		return fmt.Errorf("target: %w", err)
+	}
+	for i := range top.Masters {
+		c, err := dialer.Dial(ctx, top.Options(t.cfg.Target, i))
+		if err != nil {
+			return fmt.Errorf("target: %w", err)
+		}
+		keys, err := scanMatch(c, checkpoint.SlotPattern(t.checkpointKey()))
+		for _, k := range keys {
+			if err != nil {
+				break
+			}
+			_, err = c.Do("DEL", k)
+		}
+		c.Close()
+		if err != nil {
+			return fmt.Errorf("target %s: deleting old slot checkpoints: %w", top.Masters[i].Addr, err)
+		}
+	}
+	return nil
+}
+
+// commitBefore commits what the open batch wrote so far, before a
+// command that goes around the batch's transactions (a flush through
+// another connection, a broadcast to every master).
+func (t *Task) commitBefore(w sink) error {
+	if !t.exact() || !t.tx.open && !t.tx.wrote {
+		return nil
+	}
+	return t.commit(w, t.lastOffset)
+}
+
+// checkpointAt records that the target is at offset right after such a
+// command: in a transaction of its own on a standalone target; on a
+// cluster, once every master confirmed it, directly.
+func (t *Task) checkpointAt(w sink, offset int64) error {
+	if !t.exact() {
+		return nil
+	}
+	if !t.targetCluster {
+		return t.commit(w, offset)
+	}
+	if err := w.Mark(offset); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if err := w.Sync(ctx); err != nil {
+		return err
+	}
+	p := checkpoint.Point{ReplID: t.currentReplID(), Offset: offset, DB: t.dbAt(offset), State: checkpoint.Streaming}
+	return t.saveCheckpoint(ctx, p)
 }

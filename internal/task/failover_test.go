@@ -1,10 +1,12 @@
 package task_test
 
 import (
+	"context"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/resync/resync/internal/compare"
 	"github.com/resync/resync/internal/redisproc"
 	"github.com/resync/resync/internal/redistest"
 	"github.com/resync/resync/internal/task"
@@ -40,6 +42,7 @@ func failover(t *testing.T, master, replica *redisproc.Server, r *running, promo
 	waitReplicated(t, master, replica)
 	r.waitCaughtUp(t, master)
 	master.Kill()
+	redistest.HoldPort(t, master) // no other test's server there meanwhile
 	promote()
 	load = redistest.StartLoad(t, replica.DialOptions(), 200, time.Millisecond, nil)
 	time.Sleep(time.Second)
@@ -100,4 +103,56 @@ func TestSourceFailoverSentinel(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestTargetClusterFailover kills a master of the target cluster under a
+// load of non-idempotent commands; the cluster promotes its replica. The
+// task retries, re-reads the checkpoints from the new master (which may
+// have lost writes the old one confirmed) and sends again from there:
+// exact afterwards.
+func TestTargetClusterFailover(t *testing.T) {
+	redistest.RequireVersion(t, 3, 0, "introduced Redis Cluster")
+	src := redistest.Start(t)
+	dst := redistest.StartCluster(t, 3, 1)
+	r := startWith(t, src, dst.Masters[0], func(c *task.Config) { c.SplitTransactions = true })
+	r.waitState(t, task.StateSynchronizing)
+	load := redistest.StartLoad(t, src.DialOptions(), 300, time.Millisecond, nil)
+	time.Sleep(time.Second)
+	dst.Masters[1].Kill()
+	redistest.HoldPort(t, dst.Masters[1])
+	promoted := dst.Replicas[1][0]
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		info := redistest.Do(t, promoted, "INFO", "replication")
+		state := redisproc.InfoField(redistest.Do(t, dst.Masters[0], "CLUSTER", "INFO"), "cluster_state")
+		if redisproc.InfoField(info, "role") == "master" && state == "ok" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the replica was not promoted")
+		}
+	}
+	time.Sleep(time.Second)
+	if err := load.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	r.waitState(t, task.StateSynchronizing)
+	r.waitCaughtUpWithin(t, src, 20*time.Second)
+	rep, err := compare.Compare(context.Background(), src.DialOptions(), dst.Masters[0].DialOptions(),
+		compare.Options{Reverse: true, SkipPrefix: task.ReservedPrefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range rep.Diffs {
+		if i < 10 {
+			t.Error(d)
+		}
+	}
+	if !rep.Equal() || rep.Keys == 0 {
+		t.Fatalf("%d of %d keys differ", len(rep.Diffs), rep.Keys)
+	}
+	retries, full := r.task.Status().Retries, stat(t, src, "sync_full")
+	t.Logf("%d commands; %d retries; sync_full %d, sync_partial_ok %d", load.Sent(), retries, full, stat(t, src, "sync_partial_ok"))
+	if retries == 0 || full != 1 {
+		t.Fatalf("%d retries (want some), sync_full %d (want 1: the spool resent what the failover lost)", retries, full)
+	}
 }

@@ -100,7 +100,7 @@ func TestTargetStopped(t *testing.T) {
 	src := redistest.Start(t)
 	dst := redistest.Start(t, "appendonly yes", "appendfsync always")
 	r := startWith(t, src, dst, func(c *task.Config) {
-		c.BufferBytes = 256 << 10
+		c.BufferBytes = 1 << 20
 		c.SpoolDir = t.TempDir()
 	})
 	r.waitState(t, task.StateSynchronizing)
@@ -109,6 +109,7 @@ func TestTargetStopped(t *testing.T) {
 	load := redistest.StartLoad(t, o, 300, time.Millisecond, nil)
 	time.Sleep(500 * time.Millisecond)
 	dst.Kill()
+	release := redistest.HoldPort(t, dst)
 	deadline := time.Now().Add(5 * time.Second)
 	for st := r.task.Status(); st.State != task.StateRetrying || st.LastError == ""; st = r.task.Status() {
 		if time.Now().After(deadline) {
@@ -123,6 +124,7 @@ func TestTargetStopped(t *testing.T) {
 	if st.SpoolDiskBytes == 0 {
 		t.Error("nothing was spooled to disk while the target was down")
 	}
+	release()
 	if err := dst.Restart(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -186,6 +188,7 @@ func TestForcedFullResyncIntercept(t *testing.T) {
 	r.waitState(t, task.StateSynchronizing)
 	r.waitCaughtUp(t, src)
 	dst.Kill()
+	release := redistest.HoldPort(t, dst)
 	redistest.Do(t, src, "CLIENT", "KILL", "TYPE", "slave")
 	for i := range 200 {
 		doAll(t, c, []string{"DEL", "old:" + strconv.Itoa(i)})
@@ -194,6 +197,7 @@ func TestForcedFullResyncIntercept(t *testing.T) {
 	for i := range 100 { // 100 kB: past the backlog
 		doAll(t, c, []string{"SET", "new:" + strconv.Itoa(i), big})
 	}
+	release()
 	if err := dst.Restart(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -233,8 +233,12 @@ func (t *Task) flushShard(w sink) error {
 	return nil
 }
 
-// ownSlot reports whether slot is the shard's.
+// ownSlot reports whether slot is the shard's (any slot, for a task
+// whose source is not a cluster).
 func (t *Task) ownSlot(slot int) bool {
+	if !t.child {
+		return true
+	}
 	for _, r := range t.shardSlots {
 		if r[0] <= slot && slot <= r[1] {
 			return true
@@ -246,7 +250,11 @@ func (t *Task) ownSlot(slot int) bool {
 // flushSlotsOn deletes, on target master i, the keys of the shard's slots
 // it serves.
 func (t *Task) flushSlotsOn(c *dialer.Conn, top *cluster.Topology, i int) error {
-	for _, r := range t.shardSlots {
+	slots := t.shardSlots
+	if !t.child {
+		slots = [][2]int{{0, cluster.Slots - 1}}
+	}
+	for _, r := range slots {
 		for slot := r[0]; slot <= r[1]; slot++ {
 			if top.Owner(slot) != i {
 				continue

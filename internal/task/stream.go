@@ -12,6 +12,10 @@ import (
 
 // errNeedPSYNC ends a session whose target came back behind what the
 // spool still holds: a new PSYNC from the target's checkpoint follows.
+// keepFor is how long the batches a target confirmed are kept to be
+// sent again should it come back without them.
+const keepFor = 3 * time.Second
+
 var errNeedPSYNC = errors.New("the target's checkpoint is older than the spool: resuming from the source's backlog")
 
 // incremental applies the command stream until ctx ends or the source
@@ -90,14 +94,25 @@ func (t *Task) incremental(ctx context.Context, link *receiver.Link, w *sink) er
 		return err
 	}
 
-	// held: the batches applied and not yet confirmed, oldest first; from
-	// is the offset they follow.
+	// held: the batches applied and not yet safe to forget, oldest
+	// first; from is the offset they follow. A batch is safe once
+	// confirmed, covered by the checkpoint before the last (a failover
+	// may lose the last: replicas lag) and older than keepFor (a target
+	// restarting from an AOF fsynced every second loses up to a second
+	// of what it confirmed). Past BufferBytes of them the oldest go
+	// anyway: the source's backlog is the fallback.
 	var held []receiver.Batch
+	heldBytes := 0
 	from := link.StartOffset()
 	confirm := func() {
-		a := (*w).Applied()
-		for len(held) > 0 && held[0].End <= a {
+		safe := min((*w).Applied(), t.tx.prevSaved)
+		if t.wrap() {
+			safe = (*w).Applied() // each batch carries its checkpoint
+		}
+		old := time.Now().Add(-keepFor)
+		for len(held) > 0 && (held[0].End <= safe && held[0].At.Before(old) || heldBytes > t.cfg.BufferBytes) {
 			from = held[0].End
+			heldBytes -= held[0].Bytes
 			held[0] = receiver.Batch{}
 			held = held[1:]
 		}
@@ -123,6 +138,7 @@ func (t *Task) incremental(ctx context.Context, link *receiver.Link, w *sink) er
 				"queued_bytes", st.SpoolMemBytes+st.SpoolDiskBytes)
 		case b := <-got:
 			held = append(held, b)
+			heldBytes += b.Bytes
 			if err = t.apply(b, *w); err == nil {
 				if err = t.publishApplied(link, *w); err == nil {
 					err = (*w).Flush()
@@ -190,7 +206,10 @@ func (t *Task) reconnectTarget(ctx context.Context, link *receiver.Link, w *sink
 		}
 		*w, closed = nw, false
 		t.newSink()
-		scratch, err := t.resume(ctx)
+		if r, ok := sinkRouter(nw); ok {
+			r.Group(t.exact())
+		}
+		scratch, err := t.resume(ctx, nw)
 		if err != nil {
 			cause = err
 			continue

@@ -193,6 +193,9 @@ type Task struct {
 	// queue holds the stream between the receiver and the writers while
 	// a session streams (nil otherwise).
 	queue *spool.Queue
+	// targetSeeds are the target cluster's masters when the task began:
+	// where to read the slot map when the seed node is down.
+	targetSeeds []string
 }
 
 // beat is a heartbeat write seen in the stream: its offset, and the time
@@ -471,7 +474,7 @@ func (t *Task) session(ctx context.Context, w *sink, target redisproc.Version) e
 		}
 		*w = nw
 		t.newSink()
-		if scratch, err = t.resume(ctx); err != nil {
+		if scratch, err = t.resume(ctx, nw); err != nil {
 			return err
 		}
 	}
@@ -526,6 +529,9 @@ func (t *Task) session(ctx context.Context, w *sink, target redisproc.Version) e
 	t.lastOffset = link.StartOffset()
 	if t.stream == nil {
 		t.stream = t.filter.NewStream()
+	}
+	if r, ok := sinkRouter(*w); ok {
+		r.Group(t.exact())
 	}
 	t.streaming = true
 	t.setState(StateSynchronizing)
@@ -602,6 +608,16 @@ func (t *Task) readTarget(ctx context.Context) (*dialer.Conn, redisproc.Version,
 	if t.targetCluster, err = cluster.Enabled(dst); err != nil {
 		return fail(err)
 	}
+	if t.targetCluster {
+		top, err := cluster.Load(dst)
+		if err != nil {
+			return fail(err)
+		}
+		t.targetSeeds = nil
+		for _, m := range top.Masters {
+			t.targetSeeds = append(t.targetSeeds, m.Addr)
+		}
+	}
 	return dst, v, nil
 }
 
@@ -630,8 +646,12 @@ type sink interface {
 func (t *Task) openTarget(ctx context.Context) (sink, error) {
 	// Never a typed nil in the interface: callers test it against nil.
 	if t.targetCluster {
-		r, err := router.Open(ctx, router.Options{Target: t.cfg.Target, Window: t.cfg.Window, WindowBytes: t.cfg.WindowBytes,
-			CrossSlot: t.cfg.CrossSlot, SplitTransactions: t.cfg.SplitTransactions, Logger: t.log})
+		o := router.Options{Target: t.cfg.Target, Window: t.cfg.Window, WindowBytes: t.cfg.WindowBytes,
+			CrossSlot: t.cfg.CrossSlot, SplitTransactions: t.cfg.SplitTransactions, Logger: t.log, Seeds: t.targetSeeds}
+		if t.exact() {
+			o.Checkpoint = &router.SlotCheckpoints{Key: t.slotKey, Value: t.slotValue}
+		}
+		r, err := router.Open(ctx, o)
 		if err != nil {
 			return nil, err
 		}
@@ -812,6 +832,13 @@ func (t *Task) fullSync(ctx context.Context, link *receiver.Link, w sink, target
 	begun := checkpoint.Point{ReplID: link.ReplID(), Offset: link.StartOffset(), State: checkpoint.FullSync}
 	if err := t.saveCheckpoint(ctx, begun); err != nil {
 		return err
+	}
+	if r, ok := sinkRouter(w); ok {
+		r.Group(false)
+		r.SetDone(nil)
+		if err := t.dropSlotCheckpoints(ctx); err != nil {
+			return err
+		}
 	}
 	d, err := rdb.NewDecoder(countingReader{link.RDB(), &t.rdbBytes})
 	if err != nil {
@@ -1026,25 +1053,41 @@ func (t *Task) apply(b receiver.Batch, w sink) error {
 				// library: the second copy must not fail.
 				args = loadReplace(args)
 			}
-			if t.child && isFlush(args[0]) {
-				// One master of a cluster emptied its own slots: what
-				// came before is committed first, the deletion (through
+			if (t.child || t.targetCluster) && isFlush(args[0]) {
+				// A shard's master emptied its own slots, or a flush into
+				// a cluster (which must spare resync's keys): what came
+				// before is committed first, the deletion (through
 				// another connection) follows, then its checkpoint.
-				if t.tx.open || t.tx.wrote {
-					if err := t.commit(w, t.lastOffset); err != nil {
-						return err
-					}
+				if err := t.commitBefore(w); err != nil {
+					return err
 				}
 				if err := t.flushShard(w); err != nil {
-					return fmt.Errorf("stream offset %d: %s of a shard: %w", c.Offset, args[0], err)
+					return fmt.Errorf("stream offset %d: %s: %w", c.Offset, args[0], err)
 				}
-				if t.exact() {
-					if err := t.commit(w, c.Offset); err != nil {
-						return err
-					}
+				if err := t.checkpointAt(w, c.Offset); err != nil {
+					return err
 				}
 				t.count(args[0])
 				continue
+			}
+			if r, ok := sinkRouter(w); ok && t.exact() {
+				r.Source(c.Offset)
+				if router.Broadcast(args) {
+					// To every master, in no slot's transaction: its
+					// checkpoint follows at once, so that a restart does
+					// not apply it again.
+					if err := t.commitBefore(w); err != nil {
+						return err
+					}
+					if err := w.Write(writer.Op{Args: args}); err != nil {
+						return err
+					}
+					if err := t.checkpointAt(w, c.Offset); err != nil {
+						return err
+					}
+					t.count(args[0])
+					continue
+				}
 			}
 			if relative && len(args) > 1 {
 				exec := b.At.UnixMilli()
