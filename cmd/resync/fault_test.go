@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -211,4 +212,66 @@ func TestKilledTenTimesIntoCluster(t *testing.T) {
 		t.Fatalf("exit: %v", err)
 	}
 	t.Logf("%d commands under load, resumed 10 times; %d slot skips logged", load.Sent(), strings.Count(logs.String(), "slots ahead of the checkpoint"))
+}
+
+// TestLockCheckpointReset: a second process of a running task is turned
+// away naming the holder; SIGTERM leaves a checkpoint and no lock; a
+// restart resumes; --reset forgets the checkpoint, and the conflict rule
+// applies again.
+func TestLockCheckpointReset(t *testing.T) {
+	src, dst := redistest.Start(t), redistest.Start(t)
+	redistest.Do(t, src, "SET", "k", "v")
+	args := []string{"--source", src.Addr, "--target", dst.Addr, "--status-addr", "", "--name", "lk"}
+	var logs bytes.Buffer
+	cmd := startProcess(t, &logs, args...)
+	for deadline := time.Now().Add(10 * time.Second); redistest.Do(t, dst, "EXISTS", "k") != "1"; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("k never arrived\n%s", logs.String())
+		}
+	}
+	code, _, errOut := runCLI(append([]string{"sync"}, args...)...)
+	if code != exitFailed || !strings.Contains(errOut, `task "lk" is locked by process `+strconv.Itoa(cmd.Process.Pid)) {
+		t.Fatalf("a second process: exit %d, %s", code, errOut)
+	}
+	redistest.Do(t, src, "SET", "k2", "v")
+	for deadline := time.Now().Add(10 * time.Second); redistest.Do(t, dst, "EXISTS", "k2") != "1"; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("k2 never arrived\n%s", logs.String())
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, logs.String())
+	}
+	p, ok := checkpointOf(t, dst, "lk")
+	if !ok || p.State != checkpoint.Streaming || p.Offset == 0 {
+		t.Fatalf("checkpoint after SIGTERM: %+v %v", p, ok)
+	}
+	if n := redistest.Do(t, dst, "EXISTS", checkpoint.LockKey(task.ReservedPrefix, "lk")); n != "0" {
+		t.Fatal("the lock outlived a clean stop")
+	}
+
+	// A restart resumes: a partial resync, no new full sync.
+	redistest.Do(t, src, "SET", "k3", "v")
+	cmd = startProcess(t, &logs, args...)
+	for deadline := time.Now().Add(10 * time.Second); redistest.Do(t, dst, "EXISTS", "k3") != "1"; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("k3 never arrived\n%s", logs.String())
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	if full, partial := syncStats(t, src); full != 1 || partial != 1 {
+		t.Fatalf("sync_full %d, sync_partial_ok %d; want 1 and 1", full, partial)
+	}
+
+	// --reset: the checkpoint goes, and the target's keys are someone
+	// else's again (intercept refuses).
+	code, _, errOut = runCLI(append([]string{"sync", "--reset"}, args...)...)
+	if code != exitFailed || !strings.Contains(errOut, "the target is not empty: db0 holds 3 keys") {
+		t.Fatalf("--reset on a target holding the synced keys: exit %d, %s", code, errOut)
+	}
+	if _, ok := checkpointOf(t, dst, "lk"); ok {
+		t.Fatal("--reset left the checkpoint")
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/resync/resync/internal/cluster"
 	"github.com/resync/resync/internal/dialer"
 	"github.com/resync/resync/internal/redisproc"
 )
@@ -26,7 +27,7 @@ func (t *Task) sourceOpts() dialer.Options {
 // followsFailover reports whether the task was told where to look for a
 // new source master.
 func (t *Task) followsFailover() bool {
-	return len(t.cfg.SourceCandidates) > 0 || len(t.cfg.SourceSentinels) > 0
+	return len(t.cfg.SourceCandidates) > 0 || len(t.cfg.SourceSentinels) > 0 || t.child
 }
 
 // locateSource finds the source's current master: the one the Sentinels
@@ -40,9 +41,12 @@ func (t *Task) locateSource(ctx context.Context) error {
 	cur := t.sourceOpts()
 	var addr string
 	var err error
-	if len(t.cfg.SourceSentinels) > 0 {
+	switch {
+	case t.child:
+		addr, err = t.shardMaster(ctx, cur)
+	case len(t.cfg.SourceSentinels) > 0:
 		addr, err = t.askSentinels(ctx)
-	} else {
+	default:
 		addr, err = t.findMaster(ctx, cur)
 	}
 	if err != nil {
@@ -122,4 +126,31 @@ func (t *Task) findMaster(ctx context.Context, cur dialer.Options) (string, erro
 		return masters[0], nil
 	}
 	return "", fmt.Errorf("source: %w (%s)", errNoMaster, strings.Join(notes, "; "))
+}
+
+// shardMaster asks the source cluster (the shard's current master, else
+// any node the task has known) which master serves the shard's first
+// slot now: a replica the cluster promoted takes its master's place.
+func (t *Task) shardMaster(ctx context.Context, cur dialer.Options) (string, error) {
+	seeds := append([]string{cur.Addr}, t.clusterSeeds...)
+	var errs []error
+	for _, a := range seeds {
+		o := cur
+		o.Addr = a
+		c, err := dialer.Dial(ctx, o)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		top, err := cluster.Load(c)
+		c.Close()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if i := top.Owner(t.shardSlots[0][0]); i >= 0 {
+			return top.Masters[i].Addr, nil
+		}
+	}
+	return "", fmt.Errorf("source shard of slots %d-%d: %w: %w", t.shardSlots[0][0], t.shardSlots[0][1], errNoMaster, errors.Join(errs...))
 }

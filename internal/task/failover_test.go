@@ -156,3 +156,57 @@ func TestTargetClusterFailover(t *testing.T) {
 		t.Fatalf("%d retries (want some), sync_full %d (want 1: the spool resent what the failover lost)", retries, full)
 	}
 }
+
+// TestClusterSourceShardFailover: a master of the source cluster dies
+// and the cluster promotes its replica; that shard's task finds the new
+// master from the other nodes and continues with a partial resync.
+func TestClusterSourceShardFailover(t *testing.T) {
+	redistest.RequireVersion(t, 4, 0, "PSYNC2 lets a promoted replica continue its master's stream")
+	src := redistest.StartCluster(t, 3, 1)
+	dst := redistest.Start(t)
+	clusterLoad(t, src, "before:", 200)
+	r := start(t, src.Masters[0], dst)
+	r.waitShards(t, src)
+	dead, promoted := src.Masters[1], src.Replicas[1][0]
+	waitReplicated(t, dead, promoted)
+	dead.Kill()
+	redistest.HoldPort(t, dead)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		info := redistest.Do(t, promoted, "INFO", "replication")
+		state := redisproc.InfoField(redistest.Do(t, src.Masters[0], "CLUSTER", "INFO"), "cluster_state")
+		if redisproc.InfoField(info, "role") == "master" && state == "ok" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the replica was not promoted")
+		}
+	}
+	// The cluster as it is now: the promoted replica in its master's place.
+	now := &redisproc.Cluster{Masters: []*redisproc.Server{src.Masters[0], promoted, src.Masters[2]}}
+	clusterLoad(t, now, "after:", 200)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		st := r.task.Status()
+		follows := false
+		for _, sh := range st.Shards {
+			follows = follows || sh.SourceAddr == promoted.Addr && sh.State == task.StateSynchronizing
+		}
+		if follows {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no shard follows the promoted replica: %+v", st.Shards)
+		}
+	}
+	r.waitShards(t, now)
+	rep, err := compare.Compare(context.Background(), promoted.DialOptions(), dst.DialOptions(),
+		compare.Options{Reverse: true, SkipPrefix: task.ReservedPrefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Equal() || rep.Keys == 0 {
+		t.Fatalf("%d of %d keys differ: %v", len(rep.Diffs), rep.Keys, rep.Diffs)
+	}
+	if full, partial := stat(t, promoted, "sync_full"), stat(t, promoted, "sync_partial_ok"); full != 0 || partial != 1 {
+		t.Fatalf("the promoted replica served sync_full %d, sync_partial_ok %d: want 0 and 1", full, partial)
+	}
+}

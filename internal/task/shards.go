@@ -57,12 +57,17 @@ func (t *Task) runShards(ctx context.Context, top *cluster.Topology) error {
 	defer release()
 	t.setState(StateFullSync) // from now on, the shards' worst state
 	var children []*Task
+	seeds := []string{t.cfg.Source.Addr}
+	for _, m := range top.Masters {
+		seeds = append(seeds, m.Addr)
+	}
 	for i, m := range top.Masters {
 		cfg := t.cfg
 		cfg.Source = top.Options(t.cfg.Source, i)
 		c := New(cfg)
 		c.child, c.shardSlots = true, m.Slots
 		c.hbTag = tagFor(m.Slots)
+		c.clusterSeeds = seeds
 		c.log = c.log.With("shard", m.Addr)
 		children = append(children, c)
 	}

@@ -196,6 +196,9 @@ type Task struct {
 	// targetSeeds are the target cluster's masters when the task began:
 	// where to read the slot map when the seed node is down.
 	targetSeeds []string
+	// clusterSeeds are the source cluster's nodes when the task began:
+	// where a shard asks for its master after a failover.
+	clusterSeeds []string
 }
 
 // beat is a heartbeat write seen in the stream: its offset, and the time
