@@ -211,3 +211,82 @@ func TestForcedFullResyncIntercept(t *testing.T) {
 		t.Fatalf("sync_full %d, want 2 (the forced one)", full)
 	}
 }
+
+// TestIOTimeout: a target that stops answering (SIGSTOP) is a lost
+// connection after the I/O timeout, not a wait forever: the task goes to
+// retrying, and catches up once the target answers again.
+func TestIOTimeout(t *testing.T) {
+	src, dst := redistest.Start(t), redistest.Start(t)
+	r := startWith(t, src, dst, func(c *task.Config) {
+		c.Target.IOTimeout = 500 * time.Millisecond
+		c.Target.ConnectTimeout = 500 * time.Millisecond
+	})
+	r.waitState(t, task.StateSynchronizing)
+	load := redistest.StartLoad(t, src.DialOptions(), 100, time.Millisecond, nil)
+	syscall.Kill(dst.Pid(), syscall.SIGSTOP)
+	deadline := time.Now().Add(5 * time.Second)
+	for st := r.task.Status(); st.State != task.StateRetrying; st = r.task.Status() {
+		if time.Now().After(deadline) {
+			syscall.Kill(dst.Pid(), syscall.SIGCONT)
+			t.Fatalf("state %s 5 s after the target stopped answering", st.State)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("retrying: %s", r.task.Status().LastError)
+	if e := r.task.Status().LastError; !strings.Contains(e, "timed out") && !strings.Contains(e, "timeout") {
+		t.Errorf("last error %q does not say it timed out", e)
+	}
+	time.Sleep(time.Second)
+	syscall.Kill(dst.Pid(), syscall.SIGCONT)
+	if err := load.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	r.waitState(t, task.StateSynchronizing)
+	r.waitCaughtUpWithin(t, src, 20*time.Second)
+	assertEqual(t, src, dst)
+}
+
+// TestCheckpointSurvivesFlushAndSwap: FLUSHALL, SWAPDB and FLUSHDB in
+// the stream leave the checkpoint in its database (rewritten in the same
+// transaction), no stale copy in another, and a restart resumes from it.
+func TestCheckpointSurvivesFlushAndSwap(t *testing.T) {
+	redistest.RequireVersion(t, 4, 0, "introduced SWAPDB")
+	src, dst := redistest.Start(t), redistest.Start(t)
+	r := start(t, src, dst)
+	r.waitState(t, task.StateSynchronizing)
+	c := redistest.Dial(t, src)
+	key := "resync:checkpoint:t"
+	for _, step := range [][][]string{
+		{{"SET", "a", "1"}, {"SELECT", "1"}, {"SET", "b", "1"}},
+		{{"FLUSHALL"}, {"SET", "c", "1"}},
+		{{"SWAPDB", "0", "1"}, {"SET", "d", "1"}},
+		{{"SELECT", "0"}, {"FLUSHDB"}, {"SET", "e", "1"}},
+	} {
+		doAll(t, c, step...)
+		r.waitCaughtUp(t, src)
+		assertEqual(t, src, dst)
+		if v := redistest.Do(t, dst, "GET", key); !strings.Contains(v, "state=stream") {
+			t.Fatalf("after %q: checkpoint %q", step, v)
+		}
+		d := redistest.Dial(t, dst)
+		doAll(t, d, []string{"SELECT", "1"})
+		if v, err := d.Do("EXISTS", key); err != nil || v.Int != 0 {
+			t.Fatalf("after %q: a checkpoint in db 1 (%v)", step, err)
+		}
+	}
+	// Stopped and started again: it resumes (a partial resync).
+	r.stop()
+	err := <-r.done
+	r.done <- err // for the cleanup
+	if err != nil {
+		t.Fatal(err)
+	}
+	doAll(t, c, []string{"SET", "f", "1"})
+	r2 := start(t, src, dst)
+	r2.waitState(t, task.StateSynchronizing)
+	r2.waitCaughtUp(t, src)
+	assertEqual(t, src, dst)
+	if full, partial := stat(t, src, "sync_full"), stat(t, src, "sync_partial_ok"); full != 1 || partial != 1 {
+		t.Fatalf("sync_full %d, sync_partial_ok %d: want 1 and 1", full, partial)
+	}
+}
