@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"testing"
@@ -199,4 +200,52 @@ func FuzzDecode(f *testing.F) {
 		decode(bytes.NewReader(data))
 		decodeBody(data) // no checksum in the way
 	})
+}
+
+// A snapshot is read back byte for byte while it is written, the writer
+// waits when max bytes wait unread, and a writer's failure reaches the
+// reader after what was written.
+func TestSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	s, err := NewSnapshot(dir, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("0123456789abcdef"), 10000) // 160 kB through a 4 kB window
+	go func() {
+		for i := 0; i < len(data); i += 1000 {
+			if _, err := s.Write(data[i:min(i+1000, len(data))]); err != nil {
+				s.Finish(err)
+				return
+			}
+			if w := s.Waiting(); w > 4096+1000 {
+				s.Finish(fmt.Errorf("%d bytes waiting, past the bound", w))
+				return
+			}
+		}
+		s.Finish(nil)
+	}()
+	got, err := io.ReadAll(s.Reader(context.Background()))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read %d bytes, %v", len(got), err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("%d entries left in the spool dir", len(entries))
+	}
+
+	s, err = NewSnapshot(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.Write([]byte("abc"))
+	boom := fmt.Errorf("link lost")
+	s.Finish(boom)
+	got, err = io.ReadAll(s.Reader(context.Background()))
+	if string(got) != "abc" || err != boom {
+		t.Fatalf("after a failed write: %q, %v", got, err)
+	}
 }

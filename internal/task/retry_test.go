@@ -290,3 +290,38 @@ func TestCheckpointSurvivesFlushAndSwap(t *testing.T) {
 		t.Fatalf("sync_full %d, sync_partial_ok %d: want 1 and 1", full, partial)
 	}
 }
+
+// TestFullSyncPausedTarget: the target is paused (SIGSTOP) during the
+// full sync while the source takes writes, behind a 1 MiB replica output
+// buffer limit. resync takes the snapshot into its spool as fast as the
+// source sends it and reads the stream meanwhile: the source never drops
+// it, one full sync, exact.
+func TestFullSyncPausedTarget(t *testing.T) {
+	src := redistest.Start(t, "client-output-buffer-limit slave 1mb 1mb 0")
+	dst := redistest.Start(t)
+	redistest.Do(t, src, "DEBUG", "POPULATE", "300000", "key", "32")
+	load := redistest.StartLoad(t, src.DialOptions(), 300, time.Millisecond, nil)
+	r := startWith(t, src, dst, func(c *task.Config) {
+		c.BufferBytes = 1 << 20
+		c.SpoolDir = t.TempDir()
+	})
+	r.waitState(t, task.StateFullSync)
+	syscall.Kill(dst.Pid(), syscall.SIGSTOP)
+	time.Sleep(5 * time.Second)
+	st := r.task.Status()
+	syscall.Kill(dst.Pid(), syscall.SIGCONT)
+	t.Logf("after 5 s paused in the full sync: state %s, %d snapshot bytes received, %d stream bytes queued in memory, %d in the spool",
+		st.State, st.RDBBytes, st.SpoolMemBytes, st.SpoolDiskBytes)
+	if st.SpoolDiskBytes == 0 {
+		t.Error("the stream was not read into the spool during the full sync")
+	}
+	r.waitState(t, task.StateSynchronizing)
+	if err := load.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	r.waitCaughtUpWithin(t, src, 30*time.Second)
+	assertEqual(t, src, dst)
+	if full, partial := stat(t, src, "sync_full"), stat(t, src, "sync_partial_ok"); full != 1 || partial != 0 {
+		t.Fatalf("sync_full %d, sync_partial_ok %d: want 1 and 0 (the link stayed up)", full, partial)
+	}
+}

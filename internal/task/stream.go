@@ -24,47 +24,9 @@ var errNeedPSYNC = errors.New("the target's checkpoint is older than the spool: 
 // source's link; when the target connection is lost, it is retried
 // here, and the batches not yet confirmed are sent again from where the
 // target's checkpoint says it is.
-func (t *Task) incremental(ctx context.Context, link *receiver.Link, w *sink) error {
-	q, err := spool.New(spool.Options{MemBytes: int64(t.cfg.BufferBytes), Dir: t.cfg.SpoolDir, DiskBytes: t.cfg.SpoolMax})
-	if err != nil {
-		return err
-	}
-	t.mu.Lock()
-	t.queue = q
-	t.mu.Unlock()
-	defer func() {
-		t.mu.Lock()
-		t.queue = nil
-		t.mu.Unlock()
-		q.Close()
-	}()
+func (t *Task) incremental(ctx context.Context, link *receiver.Link, w *sink, rd *reading) error {
 	parent := ctx
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
-	// The receiver, and the pump from it into the queue: both stop with
-	// ctx; streamErr says why the link ended.
-	in := make(chan receiver.Batch, 4)
-	streamErr := make(chan error, 1)
-	go func() {
-		streamErr <- link.Stream(ctx, in)
-		cancel()
-	}()
-	pumped := make(chan struct{})
-	go func() {
-		defer close(pumped)
-		for {
-			select {
-			case b := <-in:
-				t.received.Store(b.End)
-				if q.Put(ctx, b) != nil {
-					return
-				}
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	ctx, q := rd.ctx, rd.q
 	got := make(chan receiver.Batch)
 	gotten := make(chan struct{})
 	go func() {
@@ -82,9 +44,7 @@ func (t *Task) incremental(ctx context.Context, link *receiver.Link, w *sink) er
 		}
 	}()
 	end := func(err error) error {
-		cancel()
-		serr := <-streamErr
-		<-pumped
+		serr := rd.stop()
 		<-gotten
 		// The link's end (which cancels ctx) is the reason, unless the
 		// task itself is stopping.
@@ -244,4 +204,73 @@ func (t *Task) replay(held []receiver.Batch, w sink) error {
 		}
 	}
 	return w.Flush()
+}
+
+// reading is the source's stream being read into the queue, from its own
+// goroutines, until stop.
+type reading struct {
+	q         *spool.Queue
+	ctx       context.Context // ends when the link does, or stop
+	cancel    context.CancelFunc
+	streamErr chan error
+	pumped    chan struct{}
+	err       error
+	stopped   bool
+}
+
+// readStream starts reading the link's stream into a new queue (memory,
+// then the spool directory); the status shows the queue meanwhile.
+func (t *Task) readStream(ctx context.Context, link *receiver.Link) (*reading, error) {
+	q, err := spool.New(spool.Options{MemBytes: int64(t.cfg.BufferBytes), Dir: t.cfg.SpoolDir, DiskBytes: t.cfg.SpoolMax})
+	if err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	t.queue = q
+	t.mu.Unlock()
+	rd := &reading{q: q, streamErr: make(chan error, 1), pumped: make(chan struct{})}
+	rd.ctx, rd.cancel = context.WithCancel(ctx)
+	in := make(chan receiver.Batch, 4)
+	go func() {
+		rd.streamErr <- link.Stream(rd.ctx, in)
+		rd.cancel()
+	}()
+	go func() {
+		defer close(rd.pumped)
+		for {
+			select {
+			case b := <-in:
+				t.received.Store(b.End)
+				if q.Put(rd.ctx, b) != nil {
+					return
+				}
+			case <-rd.ctx.Done():
+				return
+			}
+		}
+	}()
+	return rd, nil
+}
+
+// stop ends the reading and returns why the link ended (nil when it was
+// stopped first).
+func (rd *reading) stop() error {
+	if !rd.stopped {
+		rd.stopped = true
+		rd.cancel()
+		rd.err = <-rd.streamErr
+		<-rd.pumped
+	}
+	return rd.err
+}
+
+// closeReading stops the reading and drops its queue.
+func (t *Task) closeReading(rd *reading) {
+	rd.stop()
+	t.mu.Lock()
+	if t.queue == rd.q {
+		t.queue = nil
+	}
+	t.mu.Unlock()
+	rd.q.Close()
 }

@@ -500,6 +500,12 @@ func (t *Task) session(ctx context.Context, w *sink, target redisproc.Version) e
 		return err
 	}
 	defer link.Close()
+	var rd *reading
+	defer func() {
+		if rd != nil {
+			t.closeReading(rd)
+		}
+	}()
 	if link.Full() {
 		if replID != "" || scratch {
 			if err := t.resyncFromScratch(ctx, *w); err != nil {
@@ -513,7 +519,8 @@ func (t *Task) session(ctx context.Context, w *sink, target redisproc.Version) e
 		t.lastBeatMs = time.Now().UnixMilli()
 		t.rdbTotal.Store(link.RDBSize())
 		t.rdbBytes.Store(0)
-		if err := t.fullSync(ctx, link, *w, target); err != nil {
+		var err error
+		if rd, err = t.fullSyncSpooled(ctx, link, *w, target); err != nil {
 			return err
 		}
 		// A new stream: SELECT starts over; the loader left the
@@ -528,7 +535,9 @@ func (t *Task) session(ctx context.Context, w *sink, target redisproc.Version) e
 	t.replID = link.ReplID()
 	t.mu.Unlock()
 	t.applied.Store(link.StartOffset())
-	t.received.Store(link.StartOffset())
+	if rd == nil { // else the stream is being read already
+		t.received.Store(link.StartOffset())
+	}
 	t.lastOffset = link.StartOffset()
 	if t.stream == nil {
 		t.stream = t.filter.NewStream()
@@ -541,7 +550,65 @@ func (t *Task) session(ctx context.Context, w *sink, target redisproc.Version) e
 	t.mu.Lock()
 	t.healthy = time.Now()
 	t.mu.Unlock()
-	return t.incremental(ctx, link, w)
+	if rd == nil {
+		if rd, err = t.readStream(ctx, link); err != nil {
+			return err
+		}
+	}
+	return t.incremental(ctx, link, w, rd)
+}
+
+// fullSyncSpooled runs the full sync. With a spool directory the
+// snapshot goes to a file as fast as the source sends it and the loader
+// reads it from there, and the stream that follows is read into the
+// queue as soon as the snapshot has arrived: a slow target does not make
+// the source buffer the stream for resync (and drop it past its replica
+// output buffer limit). It returns that reading, or nil.
+func (t *Task) fullSyncSpooled(ctx context.Context, link *receiver.Link, w sink, target redisproc.Version) (*reading, error) {
+	if t.cfg.SpoolDir == "" {
+		return nil, t.fullSync(ctx, link, countingReader{link.RDB(), &t.rdbBytes}, w, target)
+	}
+	snap, err := spool.NewSnapshot(t.cfg.SpoolDir, t.cfg.SpoolMax)
+	if err != nil {
+		return nil, err
+	}
+	defer snap.Close()
+	type result struct {
+		rd  *reading
+		err error
+	}
+	parent := ctx // the reading outlives this call
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	unblock := context.AfterFunc(ctx, func() { link.Close() }) // a copy waiting on the source
+	defer unblock()                                            // before cancel: a successful return keeps the link
+	started := make(chan result, 1)
+	go func() {
+		_, err := io.Copy(snap, countingReader{link.RDB(), &t.rdbBytes})
+		snap.Finish(err)
+		if err != nil {
+			started <- result{nil, fmt.Errorf("snapshot: %w", err)}
+			return
+		}
+		t.log.Info("snapshot received; reading the stream meanwhile", "rdb_bytes", t.rdbBytes.Load(), "waiting_bytes", snap.Waiting())
+		rd, err := t.readStream(parent, link)
+		started <- result{rd, err}
+	}()
+	err = t.fullSync(ctx, link, snap.Reader(ctx), w, target)
+	if err != nil {
+		cancel()
+	}
+	res := <-started
+	if err == nil {
+		err = res.err
+	}
+	if err != nil {
+		if res.rd != nil {
+			t.closeReading(res.rd)
+		}
+		return nil, err
+	}
+	return res.rd, nil
 }
 
 // precheck: both sides reachable and authenticated; the selection valid
@@ -828,7 +895,7 @@ func (c countingReader) Read(p []byte) (int, error) {
 
 // fullSync writes every selected key of the snapshot, then the functions
 // and scripts it holds, and waits until the target confirmed all of it.
-func (t *Task) fullSync(ctx context.Context, link *receiver.Link, w sink, target redisproc.Version) error {
+func (t *Task) fullSync(ctx context.Context, link *receiver.Link, snapshot io.Reader, w sink, target redisproc.Version) error {
 	t.log.Info("full sync", "replid", link.ReplID(), "offset", link.StartOffset(), "rdb_bytes", link.RDBSize())
 	// Until it ends, the target holds part of a snapshot: a restart
 	// must start it over, not take the keys for someone else's.
@@ -843,7 +910,7 @@ func (t *Task) fullSync(ctx context.Context, link *receiver.Link, w sink, target
 			return err
 		}
 	}
-	d, err := rdb.NewDecoder(countingReader{link.RDB(), &t.rdbBytes})
+	d, err := rdb.NewDecoder(snapshot)
 	if err != nil {
 		return fmt.Errorf("snapshot: %w", err)
 	}
