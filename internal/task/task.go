@@ -580,8 +580,10 @@ func (t *Task) fullSyncSpooled(ctx context.Context, link *receiver.Link, w sink,
 	parent := ctx // the reading outlives this call
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	unblock := context.AfterFunc(ctx, func() { link.Close() }) // a copy waiting on the source
-	defer unblock()                                            // before cancel: a successful return keeps the link
+	// A copy waiting on the source ends with ctx. unblock runs before
+	// cancel: a successful return keeps the link.
+	unblock := context.AfterFunc(ctx, func() { link.Close() })
+	defer unblock()
 	started := make(chan result, 1)
 	go func() {
 		_, err := io.Copy(snap, countingReader{link.RDB(), &t.rdbBytes})
