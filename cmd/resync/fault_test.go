@@ -80,23 +80,17 @@ func equal(t *testing.T, src, dst *redisproc.Server) {
 	}
 }
 
-// TestKilledTenTimesResumesExactly kills resync with SIGKILL ten times
-// while a load of only non-idempotent commands runs: every restart
-// resumes from the target's checkpoint with a partial resync (no full
-// sync after the first), and the target ends exactly the source.
-func TestKilledTenTimesResumesExactly(t *testing.T) {
-	src, dst := redistest.Start(t), redistest.Start(t)
-	load := redistest.StartLoad(t, src.DialOptions(), 500, time.Millisecond, nil)
-	args := []string{"--source", src.Addr, "--target", dst.Addr, "--status-addr", "", "--name", "k9",
-		"--heartbeat-interval", "100ms"}
+// killTenTimes starts resync with args and kills it with SIGKILL ten
+// times, each time a while after it has checkpointed past the last
+// process's checkpoint (as read returns it).
+func killTenTimes(t *testing.T, logs *bytes.Buffer, args []string, read func() (checkpoint.Point, bool)) {
+	t.Helper()
 	rng := rand.New(rand.NewPCG(3, 4))
 	var last int64
-	var logs bytes.Buffer
 	for kill := range 10 {
-		cmd := startProcess(t, &logs, args...)
-		// Until this process has checkpointed past the last one's.
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-			if p, ok := checkpointOf(t, dst, "k9"); ok && p.State == checkpoint.Streaming && p.Offset > last {
+		cmd := startProcess(t, logs, args...)
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if p, ok := read(); ok && p.State == checkpoint.Streaming && p.Offset > last {
 				last = p.Offset
 				break
 			}
@@ -108,6 +102,19 @@ func TestKilledTenTimesResumesExactly(t *testing.T) {
 		cmd.Process.Kill()
 		cmd.Wait()
 	}
+}
+
+// TestKilledTenTimesResumesExactly kills resync with SIGKILL ten times
+// while a load of only non-idempotent commands runs: every restart
+// resumes from the target's checkpoint with a partial resync (no full
+// sync after the first), and the target ends exactly the source.
+func TestKilledTenTimesResumesExactly(t *testing.T) {
+	src, dst := redistest.Start(t), redistest.Start(t)
+	load := redistest.StartLoad(t, src.DialOptions(), 500, time.Millisecond, nil)
+	args := []string{"--source", src.Addr, "--target", dst.Addr, "--status-addr", "", "--name", "k9",
+		"--heartbeat-interval", "100ms"}
+	var logs bytes.Buffer
+	killTenTimes(t, &logs, args, func() (checkpoint.Point, bool) { return checkpointOf(t, dst, "k9") })
 	if err := load.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +151,6 @@ func TestKilledTenTimesIntoCluster(t *testing.T) {
 	// The load's transactions span slots: applied per slot.
 	args := []string{"--source", src.Addr, "--target", dst.Masters[0].Addr, "--status-addr", "", "--name", "k9c",
 		"--heartbeat-interval", "100ms", "--split-transactions"}
-	rng := rand.New(rand.NewPCG(5, 6))
 	watermark := func() (checkpoint.Point, bool) {
 		key := checkpoint.Key(task.ReservedPrefix, "k9c", "")
 		for _, m := range dst.Masters {
@@ -163,23 +169,8 @@ func TestKilledTenTimesIntoCluster(t *testing.T) {
 		}
 		return checkpoint.Point{}, false
 	}
-	var last int64
 	var logs bytes.Buffer
-	for kill := range 10 {
-		cmd := startProcess(t, &logs, args...)
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			if p, ok := watermark(); ok && p.State == checkpoint.Streaming && p.Offset > last {
-				last = p.Offset
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("kill %d: no progress past offset %d\n%s", kill, last, logs.String())
-			}
-		}
-		time.Sleep(time.Duration(50+rng.IntN(400)) * time.Millisecond)
-		cmd.Process.Kill()
-		cmd.Wait()
-	}
+	killTenTimes(t, &logs, args, watermark)
 	if err := load.Stop(); err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@ package cluster
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -233,3 +235,30 @@ var tags = sync.OnceValue(func() []string {
 	}
 	return t
 })
+
+// LoadFrom reads the slot map from the first of addrs (with base's
+// credentials and TLS) that answers with one accept takes; it says why
+// each of the others would not do.
+func LoadFrom(ctx context.Context, base dialer.Options, addrs []string, accept func(*Topology) error) (*Topology, error) {
+	var errs []error
+	for _, addr := range addrs {
+		o := base
+		o.Addr, o.DB = addr, 0
+		c, err := dialer.Dial(ctx, o)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		top, err := Load(c)
+		c.Close()
+		if err == nil && accept != nil {
+			err = accept(top)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+			continue
+		}
+		return top, nil
+	}
+	return nil, errors.Join(errs...)
+}

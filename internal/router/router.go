@@ -168,35 +168,23 @@ func Open(ctx context.Context, o Options) (*Router, error) {
 // refresh reads the slot map (from the seed node, else any writer's) and
 // opens writers to masters it does not know yet.
 func (r *Router) refresh(ctx context.Context) error {
-	var errs []error
 	seeds := append(append([]string{r.o.Target.Addr}, r.o.Seeds...), r.order...)
-	for _, addr := range seeds {
-		o := r.o.Target
-		o.Addr, o.DB = addr, 0
-		c, err := dialer.Dial(ctx, o)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		top, err := cluster.Load(c)
-		c.Close()
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
+	top, err := cluster.LoadFrom(ctx, r.o.Target, seeds, func(top *cluster.Topology) error {
 		if n := top.Uncovered(); n > 0 {
-			errs = append(errs, fmt.Errorf("%s: %d of %d slots are served by no master", addr, n, cluster.Slots))
-			continue
-		}
-		r.top = top
-		for i := range top.Masters {
-			if _, err := r.writer(ctx, top.Masters[i].Addr); err != nil {
-				return err
-			}
+			return fmt.Errorf("%d of %d slots are served by no master", n, cluster.Slots)
 		}
 		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("target cluster: no node gave a whole slot map: %w", err)
 	}
-	return fmt.Errorf("target cluster: no node gave a whole slot map: %w", errors.Join(errs...))
+	r.top = top
+	for i := range top.Masters {
+		if _, err := r.writer(ctx, top.Masters[i].Addr); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // writer returns the writer to addr, opening it when needed.

@@ -413,25 +413,11 @@ func (t *Task) slotValue(offset int64) []byte {
 // slotCheckpoints reads the slot checkpoints of a cluster target that
 // are past the watermark p: those slots hold commands after p already.
 func (t *Task) slotCheckpoints(ctx context.Context, p checkpoint.Point) (map[int]int64, error) {
-	seed, err := dialer.Dial(ctx, t.cfg.Target)
-	if err != nil {
-		return nil, fmt.Errorf("target: %w", err)
-	}
-	top, err := cluster.Load(seed)
-	seed.Close()
-	if err != nil {
-		return nil, fmt.Errorf("target: %w", err)
-	}
 	done := map[int]int64{}
-	for i := range top.Masters {
-		c, err := dialer.Dial(ctx, top.Options(t.cfg.Target, i))
-		if err != nil {
-			return nil, fmt.Errorf("target: %w", err)
-		}
+	err := t.onTargetMasters(ctx, func(c *dialer.Conn, _ *cluster.Topology, _ int) error {
 		keys, err := scanMatch(c, checkpoint.SlotPattern(t.checkpointKey()))
 		for err == nil && len(keys) > 0 {
 			n := min(len(keys), 500)
-			var v resp.Value
 			// One slot per key: GET each (MGET would cross slots).
 			for _, k := range keys[:n] {
 				c.Writer().WriteCommandStrings("GET", k)
@@ -440,6 +426,7 @@ func (t *Task) slotCheckpoints(ctx context.Context, p checkpoint.Point) (map[int
 				break
 			}
 			for _, k := range keys[:n] {
+				var v resp.Value
 				if v, err = c.Receive("GET"); err != nil {
 					break
 				}
@@ -460,12 +447,12 @@ func (t *Task) slotCheckpoints(ctx context.Context, p checkpoint.Point) (map[int
 			}
 			keys = keys[n:]
 		}
-		c.Close()
 		if err != nil {
-			return nil, fmt.Errorf("target %s: reading the slots' checkpoints: %w", top.Masters[i].Addr, err)
+			return fmt.Errorf("target %s: reading the slots' checkpoints: %w", c.Addr(), err)
 		}
-	}
-	return done, nil
+		return nil
+	})
+	return done, err
 }
 
 // setResume sets where the next PSYNC starts: replid "" asks for a full
@@ -550,6 +537,24 @@ func scanMatch(c *dialer.Conn, pattern string) ([]string, error) {
 // dropSlotCheckpoints deletes the task's slot checkpoints from a cluster
 // target, before a full sync: they belong to the history it replaces.
 func (t *Task) dropSlotCheckpoints(ctx context.Context) error {
+	return t.onTargetMasters(ctx, func(c *dialer.Conn, _ *cluster.Topology, _ int) error {
+		keys, err := scanMatch(c, checkpoint.SlotPattern(t.checkpointKey()))
+		for _, k := range keys {
+			if err != nil {
+				break
+			}
+			_, err = c.Do("DEL", k)
+		}
+		if err != nil {
+			return fmt.Errorf("target %s: deleting old slot checkpoints: %w", c.Addr(), err)
+		}
+		return nil
+	})
+}
+
+// onTargetMasters calls f with a connection to each master of a cluster
+// target, by the slot map read now.
+func (t *Task) onTargetMasters(ctx context.Context, f func(c *dialer.Conn, top *cluster.Topology, i int) error) error {
 	seed, err := dialer.Dial(ctx, t.cfg.Target)
 	if err != nil {
 		return fmt.Errorf("target: %w", err)
@@ -564,16 +569,10 @@ func (t *Task) dropSlotCheckpoints(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("target: %w", err)
 		}
-		keys, err := scanMatch(c, checkpoint.SlotPattern(t.checkpointKey()))
-		for _, k := range keys {
-			if err != nil {
-				break
-			}
-			_, err = c.Do("DEL", k)
-		}
+		err = f(c, top, i)
 		c.Close()
 		if err != nil {
-			return fmt.Errorf("target %s: deleting old slot checkpoints: %w", top.Masters[i].Addr, err)
+			return err
 		}
 	}
 	return nil

@@ -132,25 +132,15 @@ func (t *Task) findMaster(ctx context.Context, cur dialer.Options) (string, erro
 // any node the task has known) which master serves the shard's first
 // slot now: a replica the cluster promoted takes its master's place.
 func (t *Task) shardMaster(ctx context.Context, cur dialer.Options) (string, error) {
-	seeds := append([]string{cur.Addr}, t.clusterSeeds...)
-	var errs []error
-	for _, a := range seeds {
-		o := cur
-		o.Addr = a
-		c, err := dialer.Dial(ctx, o)
-		if err != nil {
-			errs = append(errs, err)
-			continue
+	first := t.shardSlots[0][0]
+	top, err := cluster.LoadFrom(ctx, cur, append([]string{cur.Addr}, t.clusterSeeds...), func(top *cluster.Topology) error {
+		if top.Owner(first) < 0 {
+			return fmt.Errorf("no master serves slot %d", first)
 		}
-		top, err := cluster.Load(c)
-		c.Close()
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if i := top.Owner(t.shardSlots[0][0]); i >= 0 {
-			return top.Masters[i].Addr, nil
-		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("source shard of slots %d-%d: %w: %w", first, t.shardSlots[0][1], errNoMaster, err)
 	}
-	return "", fmt.Errorf("source shard of slots %d-%d: %w: %w", t.shardSlots[0][0], t.shardSlots[0][1], errNoMaster, errors.Join(errs...))
+	return top.Masters[top.Owner(first)].Addr, nil
 }

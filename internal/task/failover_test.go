@@ -27,6 +27,22 @@ func waitReplicated(t *testing.T, master, replica *redisproc.Server) {
 	}
 }
 
+// waitPromoted waits until a cluster replica is a master and the cluster
+// (as other, a live node, sees it) is whole again.
+func waitPromoted(t *testing.T, replica, other *redisproc.Server) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		info := redistest.Do(t, replica, "INFO", "replication")
+		state := redisproc.InfoField(redistest.Do(t, other, "CLUSTER", "INFO"), "cluster_state")
+		if redisproc.InfoField(info, "role") == "master" && state == "ok" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the replica was not promoted")
+		}
+	}
+}
+
 // failover runs a load on the source's master, lets its replica catch up,
 // kills the master, has promote make the replica master, and runs a load
 // there: the task follows with a partial resync (PSYNC2 from the same
@@ -121,16 +137,7 @@ func TestTargetClusterFailover(t *testing.T) {
 	dst.Masters[1].Kill()
 	redistest.HoldPort(t, dst.Masters[1])
 	promoted := dst.Replicas[1][0]
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		info := redistest.Do(t, promoted, "INFO", "replication")
-		state := redisproc.InfoField(redistest.Do(t, dst.Masters[0], "CLUSTER", "INFO"), "cluster_state")
-		if redisproc.InfoField(info, "role") == "master" && state == "ok" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the replica was not promoted")
-		}
-	}
+	waitPromoted(t, promoted, dst.Masters[0])
 	time.Sleep(time.Second)
 	if err := load.Stop(); err != nil {
 		t.Fatal(err)
@@ -171,16 +178,7 @@ func TestClusterSourceShardFailover(t *testing.T) {
 	waitReplicated(t, dead, promoted)
 	dead.Kill()
 	redistest.HoldPort(t, dead)
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		info := redistest.Do(t, promoted, "INFO", "replication")
-		state := redisproc.InfoField(redistest.Do(t, src.Masters[0], "CLUSTER", "INFO"), "cluster_state")
-		if redisproc.InfoField(info, "role") == "master" && state == "ok" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the replica was not promoted")
-		}
-	}
+	waitPromoted(t, promoted, src.Masters[0])
 	// The cluster as it is now: the promoted replica in its master's place.
 	now := &redisproc.Cluster{Masters: []*redisproc.Server{src.Masters[0], promoted, src.Masters[2]}}
 	clusterLoad(t, now, "after:", 200)

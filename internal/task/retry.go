@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/resync/resync/internal/cluster"
 	"github.com/resync/resync/internal/dialer"
 	"github.com/resync/resync/internal/writer"
 )
@@ -102,8 +101,9 @@ func (t *Task) resyncFromScratch(ctx context.Context, w sink) error {
 		t.log.Warn("the source asked for a full resync: keys are overwritten, but keys it deleted during the gap may remain on the target (resync verify --reverse finds them)")
 		return nil
 	}
-	if t.child {
-		t.log.Warn("the source asked for a full resync: emptying the shard's slots on the target first (on-conflict intercept)")
+	if t.child || t.targetCluster {
+		// Resync's own keys (its lock, checkpoints) stay.
+		t.log.Warn("the source asked for a full resync: emptying the slots it writes on the target first (on-conflict intercept)")
 		return t.flushShard(w)
 	}
 	t.log.Warn("the source asked for a full resync: emptying the selected target databases first (on-conflict intercept)")
@@ -112,24 +112,6 @@ func (t *Task) resyncFromScratch(ctx context.Context, w sink) error {
 		return err
 	}
 	defer dst.Close()
-	if t.targetCluster {
-		top, err := cluster.Load(dst)
-		if err != nil {
-			return fmt.Errorf("target: %w", err)
-		}
-		for i := range top.Masters {
-			c, err := dialer.Dial(ctx, top.Options(t.cfg.Target, i))
-			if err != nil {
-				return err
-			}
-			_, err = c.Do("FLUSHALL")
-			c.Close()
-			if err != nil {
-				return fmt.Errorf("target: %w", err)
-			}
-		}
-		return nil
-	}
 	for _, db := range t.filter.TargetDBs(databases(dst)) {
 		if _, err := dst.Do("SELECT", strconv.Itoa(db)); err != nil {
 			return fmt.Errorf("target: %w", err)

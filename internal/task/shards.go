@@ -208,34 +208,21 @@ func (t *Task) flushShard(w sink) error {
 	if err := w.Sync(ctx); err != nil {
 		return err
 	}
+	// A cluster source has db 0 only; a standalone source's flush comes
+	// here only when the filters let it through.
 	tdb, ok := t.filter.DB(0)
-	if !ok {
+	if t.child && !ok {
 		return nil
+	}
+	if t.targetCluster {
+		return t.onTargetMasters(ctx, t.flushSlotsOn)
 	}
 	dst, err := dialer.Dial(ctx, t.cfg.Target)
 	if err != nil {
 		return fmt.Errorf("target: %w", err)
 	}
 	defer dst.Close()
-	if !t.targetCluster {
-		return t.flushSlotsStandalone(dst, tdb)
-	}
-	top, err := cluster.Load(dst)
-	if err != nil {
-		return fmt.Errorf("target: %w", err)
-	}
-	for i := range top.Masters {
-		c, err := dialer.Dial(ctx, top.Options(t.cfg.Target, i))
-		if err != nil {
-			return fmt.Errorf("target: %w", err)
-		}
-		err = t.flushSlotsOn(c, top, i)
-		c.Close()
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return t.flushSlotsStandalone(dst, tdb)
 }
 
 // ownSlot reports whether slot is the shard's (any slot, for a task
