@@ -486,6 +486,15 @@ func (r *Router) emit(slot int, op writer.Op) error {
 // whose keys are written as they come: it has a checkpoint of its own).
 func (r *Router) Group(on bool) { r.grouping = on }
 
+// Discard drops what the router holds and has not sent: an open
+// transaction's commands and the slots' groups (a new PSYNC sends them
+// again).
+func (r *Router) Discard() {
+	r.inTx, r.tx = false, r.tx[:0]
+	clear(r.groups)
+	r.slotOrder = r.slotOrder[:0]
+}
+
 // Source says which source command (by its offset) the commands written
 // next belong to, for the slots' checkpoints to skip what they cover.
 func (r *Router) Source(offset int64) { r.src = offset }

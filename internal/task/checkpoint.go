@@ -234,17 +234,27 @@ func (t *Task) commit(w sink, offset int64) error {
 func selectArgs(db int) [][]byte { return [][]byte{[]byte("SELECT"), []byte(strconv.Itoa(db))} }
 
 // discard drops the transaction left open when a session ended inside a
-// source MULTI: its commands come again from the new PSYNC.
+// source MULTI (ours, or the source's own in at-least-once delivery; on
+// a cluster, what the router holds): its commands come again from the
+// new PSYNC.
 func (t *Task) discard(w sink) error {
-	if !t.tx.open {
-		t.tx.inSource = false
+	if r, ok := sinkRouter(w); ok {
+		r.Discard()
+		t.tx.inSource, t.tx.wrote = false, false
+		return nil
+	}
+	if !t.tx.open && !t.tx.inSource {
 		return nil
 	}
 	if err := w.Write(writer.Op{Args: [][]byte{[]byte("DISCARD")}}); err != nil {
 		return err
 	}
+	if t.tx.open {
+		t.tx.connDB = t.tx.startDB
+	} else {
+		t.tx.connDB = -1 // the source's block may have selected
+	}
 	t.tx.open, t.tx.inSource, t.tx.wrote = false, false, false
-	t.tx.connDB = t.tx.startDB
 	return nil
 }
 
