@@ -122,12 +122,12 @@ func (t *Task) newSink() {
 func (t *Task) write(w sink, op writer.Op) error {
 	name := op.Args[0]
 	switch {
-	case strings.EqualFold(string(name), "MULTI"):
+	case isName(name, "MULTI"):
 		t.tx.inSource = true
 		if t.wrap() {
 			return nil
 		}
-	case strings.EqualFold(string(name), "EXEC"):
+	case isName(name, "EXEC"):
 		t.tx.inSource = false
 		if t.wrap() {
 			return nil
@@ -150,11 +150,11 @@ func (t *Task) write(w sink, op writer.Op) error {
 		}
 	}
 	switch {
-	case strings.EqualFold(string(name), "SELECT") && len(op.Args) == 2:
+	case isName(name, "SELECT") && len(op.Args) == 2:
 		if db, err := strconv.Atoi(string(op.Args[1])); err == nil {
 			t.tx.connDB = db
 		}
-	case strings.EqualFold(string(name), "SWAPDB") && len(op.Args) == 3:
+	case isName(name, "SWAPDB") && len(op.Args) == 3:
 		for _, a := range op.Args[1:] {
 			if db, err := strconv.Atoi(string(a)); err == nil {
 				t.tx.swapped = append(t.tx.swapped, db)
@@ -163,6 +163,12 @@ func (t *Task) write(w sink, op writer.Op) error {
 	}
 	t.tx.wrote = true
 	return w.Write(op)
+}
+
+// isName reports whether a command's name is s, in any case; the length
+// test spares most commands the comparison.
+func isName(name []byte, s string) bool {
+	return len(name) == len(s) && strings.EqualFold(string(name), s)
 }
 
 // endBatch ends a batch of the stream at offset. In exactly-once delivery
