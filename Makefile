@@ -37,6 +37,7 @@ fuzz:
 bench:
 	$(GO) test ./internal/resp ./internal/rdb ./internal/filter -run '^$$' -bench . -benchmem
 	$(GO) test ./internal/compare -run '^$$' -bench Compare -benchtime 3x
+	$(GO) test ./internal/task -run '^$$' -bench Stream -benchtime 3x
 
 # Long-running fault and endurance runs; none exist yet.
 soak:
