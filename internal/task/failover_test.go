@@ -28,13 +28,15 @@ func waitReplicated(t *testing.T, master, replica *redisproc.Server) {
 }
 
 // waitPromoted waits until a cluster replica is a master and the cluster
-// (as other, a live node, sees it) is whole again.
-func waitPromoted(t *testing.T, replica, other *redisproc.Server) {
+// is whole again as it and the other live nodes see it.
+func waitPromoted(t *testing.T, replica *redisproc.Server, others ...*redisproc.Server) {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		info := redistest.Do(t, replica, "INFO", "replication")
-		state := redisproc.InfoField(redistest.Do(t, other, "CLUSTER", "INFO"), "cluster_state")
-		if redisproc.InfoField(info, "role") == "master" && state == "ok" {
+		ok := redisproc.InfoField(redistest.Do(t, replica, "INFO", "replication"), "role") == "master"
+		for _, n := range append(others, replica) {
+			ok = ok && redisproc.InfoField(redistest.Do(t, n, "CLUSTER", "INFO"), "cluster_state") == "ok"
+		}
+		if ok {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -137,7 +139,7 @@ func TestTargetClusterFailover(t *testing.T) {
 	dst.Masters[1].Kill()
 	redistest.HoldPort(t, dst.Masters[1])
 	promoted := dst.Replicas[1][0]
-	waitPromoted(t, promoted, dst.Masters[0])
+	waitPromoted(t, promoted, dst.Masters[0], dst.Masters[2])
 	time.Sleep(time.Second)
 	if err := load.Stop(); err != nil {
 		t.Fatal(err)
@@ -178,7 +180,7 @@ func TestClusterSourceShardFailover(t *testing.T) {
 	waitReplicated(t, dead, promoted)
 	dead.Kill()
 	redistest.HoldPort(t, dead)
-	waitPromoted(t, promoted, src.Masters[0])
+	waitPromoted(t, promoted, src.Masters[0], src.Masters[2])
 	// The cluster as it is now: the promoted replica in its master's place.
 	now := &redisproc.Cluster{Masters: []*redisproc.Server{src.Masters[0], promoted, src.Masters[2]}}
 	clusterLoad(t, now, "after:", 200)
