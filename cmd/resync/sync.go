@@ -27,6 +27,7 @@ type syncFlags struct {
 	heartbeat, retryFor, ioTimeout      *time.Duration
 	delivery, spoolDir                  *string
 	candidates, sentinels, masterName   *string
+	targetSentinels, targetMaster       *string
 	spoolMax                            *byteSize
 	reset                               *bool
 	sel                                 *selectionFlags
@@ -57,6 +58,8 @@ func newSyncFlags(stderr io.Writer) (*flag.FlagSet, *syncFlags) {
 	f.candidates = fs.String("source-candidates", "", "comma-separated host:port of the source's replicas: after a failover, resync follows whichever is master (with the source's credentials)")
 	f.sentinels = fs.String("source-sentinel", "", "comma-separated host:port of Sentinels that monitor the source (with --source-master): resync asks them for the master")
 	f.masterName = fs.String("source-master", "", "the name the Sentinels know the source's master by")
+	f.targetSentinels = fs.String("target-sentinel", "", "comma-separated host:port of Sentinels that monitor a standalone target (with --target-master): after its failover resync writes to the master they name")
+	f.targetMaster = fs.String("target-master", "", "the name the target's Sentinels know its master by")
 	f.config = fs.String("config", "", "a TOML task file with these settings (flags given here win)")
 	f.sel = addSelectionFlags(fs)
 	f.load = addLoadFlags(fs)
@@ -107,10 +110,14 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if (*f.sentinels == "") != (*f.masterName == "") {
 		return fail(errors.New("--source-sentinel and --source-master go together"))
 	}
+	if (*f.targetSentinels == "") != (*f.targetMaster == "") {
+		return fail(errors.New("--target-sentinel and --target-master go together"))
+	}
 	cfg := task.Config{Name: *name, Source: src, Target: dst, BufferBytes: int(*buffer),
 		HeartbeatInterval: *heartbeat, RetryFor: *f.retryFor, Delivery: *f.delivery, Reset: *f.reset,
 		SpoolDir: *f.spoolDir, SpoolMax: int64(*f.spoolMax), Logger: log,
-		SourceCandidates: splitList(*f.candidates), SourceSentinels: splitList(*f.sentinels), SourceMaster: *f.masterName}
+		SourceCandidates: splitList(*f.candidates), SourceSentinels: splitList(*f.sentinels), SourceMaster: *f.masterName,
+		TargetSentinels: splitList(*f.targetSentinels), TargetMaster: *f.targetMaster}
 	if cfg.Filter, err = sel.config(); err == nil {
 		err = load.apply(&cfg)
 	}

@@ -308,7 +308,7 @@ func (t *Task) currentReplID() string {
 // keyConn dials the target node that holds key: the target itself, or on
 // a cluster the master that serves the key's slot.
 func (t *Task) keyConn(ctx context.Context, key string) (*dialer.Conn, error) {
-	c, err := dialer.Dial(ctx, t.cfg.Target)
+	c, err := dialer.Dial(ctx, t.targetOpts())
 	if err != nil || !t.targetCluster {
 		return c, err
 	}
@@ -321,7 +321,7 @@ func (t *Task) keyConn(ctx context.Context, key string) (*dialer.Conn, error) {
 	if i < 0 {
 		return nil, fmt.Errorf("no master of the target serves slot %d (of %q)", cluster.Slot([]byte(key)), key)
 	}
-	return dialer.Dial(ctx, top.Options(t.cfg.Target, i))
+	return dialer.Dial(ctx, top.Options(t.targetOpts(), i))
 }
 
 // readCheckpoint reads the task's (or shard's) checkpoint from the
@@ -571,7 +571,7 @@ func (t *Task) dropSlotCheckpoints(ctx context.Context) error {
 // onTargetMasters calls f with a connection to each master of a cluster
 // target, by the slot map read now.
 func (t *Task) onTargetMasters(ctx context.Context, f func(c *dialer.Conn, top *cluster.Topology, i int) error) error {
-	seed, err := dialer.Dial(ctx, t.cfg.Target)
+	seed, err := dialer.Dial(ctx, t.targetOpts())
 	if err != nil {
 		return fmt.Errorf("target: %w", err)
 	}
@@ -581,7 +581,7 @@ func (t *Task) onTargetMasters(ctx context.Context, f func(c *dialer.Conn, top *
 		return fmt.Errorf("target: %w", err)
 	}
 	for i := range top.Masters {
-		c, err := dialer.Dial(ctx, top.Options(t.cfg.Target, i))
+		c, err := dialer.Dial(ctx, top.Options(t.targetOpts(), i))
 		if err != nil {
 			return fmt.Errorf("target: %w", err)
 		}

@@ -45,7 +45,10 @@ func (t *Task) locateSource(ctx context.Context) error {
 	case t.child:
 		addr, err = t.shardMaster(ctx, cur)
 	case len(t.cfg.SourceSentinels) > 0:
-		addr, err = t.askSentinels(ctx)
+		addr, err = askSentinels(ctx, t.cfg.Source, t.cfg.SourceSentinels, t.cfg.SourceMaster)
+		if err != nil {
+			err = fmt.Errorf("source: %w", err)
+		}
 	default:
 		addr, err = t.findMaster(ctx, cur)
 	}
@@ -62,28 +65,56 @@ func (t *Task) locateSource(ctx context.Context) error {
 	return nil
 }
 
-// askSentinels asks each Sentinel in turn for the master's address.
-func (t *Task) askSentinels(ctx context.Context) (string, error) {
+// askSentinels asks each Sentinel in turn for the address of the master
+// they know as name (base gives the timeouts).
+func askSentinels(ctx context.Context, base dialer.Options, sentinels []string, name string) (string, error) {
 	var errs []error
-	for _, s := range t.cfg.SourceSentinels {
-		o := dialer.Options{Addr: s, ConnectTimeout: t.cfg.Source.ConnectTimeout, IOTimeout: t.cfg.Source.IOTimeout}
+	for _, s := range sentinels {
+		o := dialer.Options{Addr: s, ConnectTimeout: base.ConnectTimeout, IOTimeout: base.IOTimeout}
 		c, err := dialer.Dial(ctx, o)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		v, err := c.Do("SENTINEL", "get-master-addr-by-name", t.cfg.SourceMaster)
+		v, err := c.Do("SENTINEL", "get-master-addr-by-name", name)
 		c.Close()
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("sentinel %s: %w", s, err))
 		case v.Nil() || len(v.Elems) != 2:
-			errs = append(errs, fmt.Errorf("sentinel %s does not monitor a master named %q", s, t.cfg.SourceMaster))
+			errs = append(errs, fmt.Errorf("sentinel %s does not monitor a master named %q", s, name))
 		default:
 			return net.JoinHostPort(v.Elems[0].Text(), v.Elems[1].Text()), nil
 		}
 	}
-	return "", fmt.Errorf("source: %w: %w", errNoMaster, errors.Join(errs...))
+	return "", fmt.Errorf("%w: %w", errNoMaster, errors.Join(errs...))
+}
+
+// targetOpts returns how to reach the target's current master.
+func (t *Task) targetOpts() dialer.Options {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.target
+}
+
+// locateTarget asks the target's Sentinels, if any, where its master is
+// now.
+func (t *Task) locateTarget(ctx context.Context) error {
+	if len(t.cfg.TargetSentinels) == 0 {
+		return nil
+	}
+	addr, err := askSentinels(ctx, t.cfg.Target, t.cfg.TargetSentinels, t.cfg.TargetMaster)
+	if err != nil {
+		return fmt.Errorf("target: %w", err)
+	}
+	t.mu.Lock()
+	old := t.target.Addr
+	t.target.Addr = addr
+	t.mu.Unlock()
+	if addr != old {
+		t.log.Warn("writing to the target's master at a new address", "from", old, "to", addr)
+	}
+	return nil
 }
 
 // findMaster dials the current address and every candidate and returns a

@@ -210,3 +210,53 @@ func TestClusterSourceShardFailover(t *testing.T) {
 		t.Fatalf("the promoted replica served sync_full %d, sync_partial_ok %d: want 0 and 1", full, partial)
 	}
 }
+
+// TestTargetFailoverSentinel: a standalone target's master dies under a
+// load of non-idempotent commands and its Sentinel promotes the replica;
+// the task asks the Sentinel, reads the checkpoint from the new master
+// (which may lack the last writes the old one confirmed) and sends again
+// from there: exact, no full sync.
+func TestTargetFailoverSentinel(t *testing.T) {
+	src := redistest.Start(t)
+	tm := redistest.Start(t)
+	tr := redistest.StartReplica(t, tm)
+	s := redistest.StartSentinel(t, tm, "dst")
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if v, err := redistest.Dial(t, s).Do("SENTINEL", "slaves", "dst"); err == nil && len(v.Elems) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the Sentinel never saw the replica")
+		}
+	}
+	r := startWith(t, src, tm, func(c *task.Config) {
+		c.TargetSentinels = []string{s.Addr}
+		c.TargetMaster = "dst"
+	})
+	r.waitState(t, task.StateSynchronizing)
+	load := redistest.StartLoad(t, src.DialOptions(), 300, time.Millisecond, nil)
+	time.Sleep(time.Second)
+	tm.Kill()
+	redistest.HoldPort(t, tm)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if redisproc.InfoField(redistest.Do(t, tr, "INFO", "replication"), "role") == "master" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the Sentinel did not promote the replica")
+		}
+	}
+	time.Sleep(time.Second)
+	if err := load.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	r.waitState(t, task.StateSynchronizing)
+	r.waitCaughtUpWithin(t, src, 20*time.Second)
+	assertEqual(t, src, tr)
+	if st := r.task.Status(); st.TargetAddr != tr.Addr || st.Retries == 0 {
+		t.Fatalf("target %s (want %s), %d retries", st.TargetAddr, tr.Addr, st.Retries)
+	}
+	if full := stat(t, src, "sync_full"); full != 1 {
+		t.Fatalf("sync_full %d, want 1", full)
+	}
+}

@@ -107,7 +107,7 @@ func (t *Task) resyncFromScratch(ctx context.Context, w sink) error {
 		return t.flushShard(w)
 	}
 	t.log.Warn("the source asked for a full resync: emptying the selected target databases first (on-conflict intercept)")
-	dst, err := dialer.Dial(ctx, t.cfg.Target)
+	dst, err := dialer.Dial(ctx, t.targetOpts())
 	if err != nil {
 		return err
 	}

@@ -217,7 +217,7 @@ func (t *Task) flushShard(w sink) error {
 	if t.targetCluster {
 		return t.onTargetMasters(ctx, t.flushSlotsOn)
 	}
-	dst, err := dialer.Dial(ctx, t.cfg.Target)
+	dst, err := dialer.Dial(ctx, t.targetOpts())
 	if err != nil {
 		return fmt.Errorf("target: %w", err)
 	}

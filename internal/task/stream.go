@@ -159,6 +159,10 @@ func (t *Task) reconnectTarget(ctx context.Context, link *receiver.Link, w *sink
 			(*w).Close()
 			closed = true
 		}
+		if err := t.locateTarget(ctx); err != nil {
+			cause = err
+			continue
+		}
 		nw, err := t.openTarget(ctx)
 		if err != nil {
 			cause = err

@@ -100,6 +100,10 @@ type Config struct {
 	SourceCandidates []string
 	SourceSentinels  []string
 	SourceMaster     string
+	// TargetSentinels monitor a standalone target as TargetMaster: after
+	// its failover the task writes to the master they name.
+	TargetSentinels []string
+	TargetMaster    string
 }
 
 // Conflict rules: what a new task does with a target that holds keys.
@@ -129,6 +133,9 @@ type Task struct {
 	// source is how to reach the source's current master (cfg.Source
 	// until a failover moves it); guarded by mu.
 	source dialer.Options
+	// target is how to reach the target's master (cfg.Target until a
+	// Sentinel names another); guarded by mu.
+	target dialer.Options
 
 	mu        sync.Mutex
 	state     string
@@ -244,7 +251,7 @@ func New(cfg Config) *Task {
 		cfg.BigKeyElements = 0
 	}
 	cfg.Filter.ReservedPrefix = ReservedPrefix
-	t := &Task{cfg: cfg, source: cfg.Source, log: cfg.Logger.With("task", cfg.Name), state: StatePrecheck, byName: map[string]int64{}}
+	t := &Task{cfg: cfg, source: cfg.Source, target: cfg.Target, log: cfg.Logger.With("task", cfg.Name), state: StatePrecheck, byName: map[string]int64{}}
 	t.rdbTotal.Store(-1)
 	t.lagMs.Store(-1)
 	return t
@@ -312,7 +319,7 @@ func (t *Task) ownStatus() Status {
 		CommandsFiltered: t.filtered.Load(), PartialSkipped: t.partial.Load(),
 		RDBBytes: t.rdbBytes.Load(), RDBBytesTotal: t.rdbTotal.Load(),
 		PublishSkipped: t.published.Load(), Commands: t.commands.Load(), LagMs: t.lagMs.Load(),
-		SourceAddr: t.source.Addr, TargetAddr: t.cfg.Target.Addr, BytesWritten: t.bytesOut.Load() + t.counts.Bytes.Load(),
+		SourceAddr: t.source.Addr, TargetAddr: t.target.Addr, BytesWritten: t.bytesOut.Load() + t.counts.Bytes.Load(),
 		CommandsByName: maps.Clone(t.byName), Retries: t.retries}
 	if t.queue != nil {
 		qs := t.queue.Stats()
@@ -471,6 +478,9 @@ func (t *Task) session(ctx context.Context, w *sink, target redisproc.Version) e
 	}
 	scratch := false
 	if *w == nil {
+		if err := t.locateTarget(ctx); err != nil {
+			return err
+		}
 		nw, err := t.openTarget(ctx)
 		if err != nil {
 			return err
@@ -661,7 +671,10 @@ func (t *Task) targetInfo(ctx context.Context) (redisproc.Version, error) {
 // readTarget dials the target and reads its version and whether it is a
 // cluster; the caller closes the connection.
 func (t *Task) readTarget(ctx context.Context) (*dialer.Conn, redisproc.Version, error) {
-	dst, err := dialer.Dial(ctx, t.cfg.Target)
+	if err := t.locateTarget(ctx); err != nil {
+		return nil, redisproc.Version{}, err
+	}
+	dst, err := dialer.Dial(ctx, t.targetOpts())
 	if err != nil {
 		return nil, redisproc.Version{}, fmt.Errorf("target: %w", err)
 	}
@@ -718,7 +731,7 @@ type sink interface {
 func (t *Task) openTarget(ctx context.Context) (sink, error) {
 	// Never a typed nil in the interface: callers test it against nil.
 	if t.targetCluster {
-		o := router.Options{Target: t.cfg.Target, Window: t.cfg.Window, WindowBytes: t.cfg.WindowBytes,
+		o := router.Options{Target: t.targetOpts(), Window: t.cfg.Window, WindowBytes: t.cfg.WindowBytes,
 			CrossSlot: t.cfg.CrossSlot, SplitTransactions: t.cfg.SplitTransactions, Logger: t.log, Seeds: t.targetSeeds}
 		if t.exact() {
 			o.Checkpoint = &router.SlotCheckpoints{Key: t.slotKey, Value: t.slotValue}
@@ -729,7 +742,7 @@ func (t *Task) openTarget(ctx context.Context) (sink, error) {
 		}
 		return r, nil
 	}
-	w, err := writer.Open(ctx, writer.Options{Target: t.cfg.Target, Window: t.cfg.Window, WindowBytes: t.cfg.WindowBytes})
+	w, err := writer.Open(ctx, writer.Options{Target: t.targetOpts(), Window: t.cfg.Window, WindowBytes: t.cfg.WindowBytes})
 	if err != nil {
 		return nil, err
 	}
@@ -787,7 +800,7 @@ func (t *Task) checkTarget(ctx context.Context, sourceDBs int, sync bool) (redis
 		}
 	}()
 	for i := range top.Masters {
-		c, err := dialer.Dial(ctx, top.Options(t.cfg.Target, i))
+		c, err := dialer.Dial(ctx, top.Options(t.targetOpts(), i))
 		if err != nil {
 			return v, fmt.Errorf("target master: %w", err)
 		}
