@@ -19,13 +19,15 @@ import (
 
 // cutProxy forwards connections to a server; armed, it cuts the next
 // connection in the middle of a transaction: right after the first
-// MULTI (and a few bytes more) that the server sends.
+// MULTI (and a few bytes more) that the server sends. Refusing, it
+// closes every connection at once, and the ones it forwards.
 type cutProxy struct {
-	ln    net.Listener
-	to    string
-	armed atomic.Bool
-	cuts  atomic.Int64
-	wg    sync.WaitGroup
+	ln     net.Listener
+	to     string
+	armed  atomic.Bool
+	refuse atomic.Bool // close every connection at once (the source is away)
+	cuts   atomic.Int64
+	wg     sync.WaitGroup
 }
 
 func startCutProxy(t *testing.T, to string) *cutProxy {
@@ -59,6 +61,9 @@ func startCutProxy(t *testing.T, to string) *cutProxy {
 
 func (p *cutProxy) serve(c net.Conn) {
 	defer c.Close()
+	if p.refuse.Load() {
+		return
+	}
 	s, err := net.Dial("tcp", p.to)
 	if err != nil {
 		return
@@ -72,6 +77,9 @@ func (p *cutProxy) serve(c net.Conn) {
 	multi := []byte("MULTI\r\n")
 	for {
 		n, err := s.Read(buf)
+		if p.refuse.Load() {
+			return
+		}
 		chunk := buf[:n]
 		if i := bytes.Index(chunk, multi); i >= 0 && p.armed.Load() {
 			// Through the MULTI, a pause (resync takes what it has as

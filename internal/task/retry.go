@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -24,18 +25,35 @@ const healthyAfter = time.Minute
 
 // retryWindow paces the retries of a lost connection: exponential backoff
 // with jitter, capped at a few seconds, for at most limit since the first
-// fault; a healthy period starts the window over.
+// fault; a healthy period starts the window over. The source's and the
+// target's retries share one window (it is safe for concurrent use): an
+// outage lasts --retry-for at most, whichever side it is on.
 type retryWindow struct {
 	limit   time.Duration
+	mu      sync.Mutex
 	first   time.Time // the first fault of this window; zero when none
 	attempt int
 }
+
+// gaveUp is a fault the retry window ran out on: not retried again.
+type gaveUp struct {
+	limit time.Duration
+	err   error
+}
+
+func (g *gaveUp) Error() string {
+	return fmt.Sprintf("gave up after retrying for %s (--retry-for): %v", g.limit, g.err)
+}
+
+func (g *gaveUp) Unwrap() error { return g.err }
 
 // next returns how long to wait before the next try, or false when the
 // window is spent. healthy is when the failed session began streaming
 // (zero if it never did): the backoff starts over after a session that
 // streamed, the window after one that streamed for a while.
 func (r *retryWindow) next(now, healthy time.Time) (time.Duration, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if !healthy.IsZero() {
 		r.attempt = 0
 		if now.Sub(healthy) >= healthyAfter {
@@ -67,7 +85,11 @@ func retryable(err error) bool {
 	if err == nil {
 		return true // a session that ended without an error: the link closed
 	}
-	if errors.Is(err, errNeedPSYNC) || errors.Is(err, errNoMaster) {
+	var g *gaveUp
+	if errors.As(err, &g) {
+		return false
+	}
+	if errors.Is(err, errNeedPSYNC) || errors.Is(err, errNoMaster) || errors.Is(err, errFullResync) {
 		return true
 	}
 	var we *writer.Error

@@ -173,10 +173,11 @@ func TestTargetPausedSmallOutputBuffer(t *testing.T) {
 	}
 }
 
-// TestForcedFullResyncIntercept: while the target is down, the source
-// drops resync's link, deletes keys and writes past its backlog, so that
-// it answers the next PSYNC with a full resync. In intercept mode the task empties its target
-// databases first: no key the source deleted remains.
+// TestForcedFullResyncIntercept: while the target is down and the
+// source unreachable, the source deletes keys and writes past its
+// backlog, so that it answers the next PSYNC with a full resync. In
+// intercept mode the task empties its target databases first: no key
+// the source deleted remains.
 func TestForcedFullResyncIntercept(t *testing.T) {
 	src := redistest.Start(t, "repl-backlog-size 16kb")
 	dst := redistest.Start(t, "appendonly yes", "appendfsync always")
@@ -184,11 +185,13 @@ func TestForcedFullResyncIntercept(t *testing.T) {
 	for i := range 200 {
 		doAll(t, c, []string{"SET", "old:" + strconv.Itoa(i), "v"})
 	}
-	r := start(t, src, dst)
+	proxy := startCutProxy(t, src.Addr)
+	r := startWith(t, src, dst, func(cfg *task.Config) { cfg.Source.Addr = proxy.ln.Addr().String() })
 	r.waitState(t, task.StateSynchronizing)
 	r.waitCaughtUp(t, src)
 	dst.Kill()
 	release := redistest.HoldPort(t, dst)
+	proxy.refuse.Store(true)
 	redistest.Do(t, src, "CLIENT", "KILL", "TYPE", "slave")
 	for i := range 200 {
 		doAll(t, c, []string{"DEL", "old:" + strconv.Itoa(i)})
@@ -197,12 +200,13 @@ func TestForcedFullResyncIntercept(t *testing.T) {
 	for i := range 100 { // 100 kB: past the backlog
 		doAll(t, c, []string{"SET", "new:" + strconv.Itoa(i), big})
 	}
+	proxy.refuse.Store(false)
 	release()
 	if err := dst.Restart(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	r.waitState(t, task.StateSynchronizing)
-	r.waitCaughtUp(t, src)
+	r.waitCaughtUpWithin(t, src, 10*time.Second)
 	if n := redistest.Do(t, dst, "EXISTS", "old:7"); n != "0" {
 		t.Fatal("a key the source deleted is still on the target")
 	}

@@ -3,7 +3,7 @@ package task
 import (
 	"context"
 	"errors"
-	"fmt"
+	"sync"
 	"time"
 
 	"github.com/resync/resync/internal/receiver"
@@ -90,7 +90,7 @@ func (t *Task) incremental(ctx context.Context, link *receiver.Link, w *sink, rd
 			}
 			return end(nil)
 		case <-tick.C:
-			err = t.publishApplied(link, *w)
+			err = t.publishApplied(rd.current(), *w)
 			confirm()
 		case <-progress.C:
 			st := t.Status()
@@ -100,7 +100,7 @@ func (t *Task) incremental(ctx context.Context, link *receiver.Link, w *sink, rd
 			held = append(held, b)
 			heldBytes += b.Bytes
 			if err = t.apply(b, *w); err == nil {
-				if err = t.publishApplied(link, *w); err == nil {
+				if err = t.publishApplied(rd.current(), *w); err == nil {
 					err = (*w).Flush()
 				}
 			}
@@ -114,7 +114,7 @@ func (t *Task) incremental(ctx context.Context, link *receiver.Link, w *sink, rd
 		}
 		// The target connection is lost; the source's is not.
 		for {
-			if err := t.reconnectTarget(ctx, link, w, err); err != nil {
+			if err := t.reconnectTarget(ctx, rd.current(), w, err); err != nil {
 				return end(err)
 			}
 			if a := t.applied.Load(); a < from {
@@ -141,7 +141,7 @@ func (t *Task) reconnectTarget(ctx context.Context, link *receiver.Link, w *sink
 	for {
 		wait, ok := t.window.next(time.Now(), t.healthySince())
 		if !ok {
-			return fmt.Errorf("gave up after retrying for %s (--retry-for): %w", t.cfg.RetryFor, cause)
+			return &gaveUp{t.cfg.RetryFor, cause}
 		}
 		t.mu.Lock()
 		t.lastError = cause.Error()
@@ -211,7 +211,10 @@ func (t *Task) replay(held []receiver.Batch, w sink) error {
 }
 
 // reading is the source's stream being read into the queue, from its own
-// goroutines, until stop.
+// goroutines, until stop. When the source's link is lost, the reading
+// reconnects with PSYNC from what it has *received* (the queue keeps
+// what is not applied yet, as a replica keeps its own data), within the
+// retry window.
 type reading struct {
 	q         *spool.Queue
 	ctx       context.Context // ends when the link does, or stop
@@ -220,7 +223,21 @@ type reading struct {
 	pumped    chan struct{}
 	err       error
 	stopped   bool
+
+	mu   sync.Mutex
+	link *receiver.Link // the current link
 }
+
+func (rd *reading) current() *receiver.Link {
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	return rd.link
+}
+
+// errFullResync ends a session whose source, asked to continue after a
+// lost link, wants a full resync: the next session takes that link
+// (Task.pending) rather than asking again.
+var errFullResync = errors.New("the source asks for a full resync")
 
 // readStream starts reading the link's stream into a new queue (memory,
 // then the spool directory); the status shows the queue meanwhile.
@@ -232,12 +249,28 @@ func (t *Task) readStream(ctx context.Context, link *receiver.Link) (*reading, e
 	t.mu.Lock()
 	t.queue = q
 	t.mu.Unlock()
-	rd := &reading{q: q, streamErr: make(chan error, 1), pumped: make(chan struct{})}
+	rd := &reading{q: q, streamErr: make(chan error, 1), pumped: make(chan struct{}), link: link}
 	rd.ctx, rd.cancel = context.WithCancel(ctx)
 	in := make(chan receiver.Batch, 4)
 	go func() {
-		rd.streamErr <- link.Stream(rd.ctx, in)
-		rd.cancel()
+		defer rd.cancel()
+		for {
+			began := time.Now()
+			err := link.Stream(rd.ctx, in)
+			if rd.ctx.Err() != nil || !retryable(err) {
+				rd.streamErr <- err
+				return
+			}
+			next, err := t.relink(rd.ctx, began, link, err)
+			if err != nil {
+				rd.streamErr <- err
+				return
+			}
+			link.Close()
+			rd.mu.Lock()
+			rd.link, link = next, next
+			rd.mu.Unlock()
+		}
 	}()
 	go func() {
 		defer close(rd.pumped)
@@ -256,6 +289,55 @@ func (t *Task) readStream(ctx context.Context, link *receiver.Link) (*reading, e
 	return rd, nil
 }
 
+// relink reconnects a lost source link with PSYNC from the received
+// offset, following the source's master if it moved. A source that
+// wants a full resync ends the session (errFullResync), handing it the
+// link.
+func (t *Task) relink(ctx context.Context, began time.Time, old *receiver.Link, cause error) (*receiver.Link, error) {
+	for {
+		wait, ok := t.window.next(time.Now(), began)
+		if !ok {
+			return nil, &gaveUp{t.cfg.RetryFor, cause}
+		}
+		began = time.Time{} // one healthy mark per lost link
+		t.mu.Lock()
+		t.lastError = cause.Error()
+		t.retries++
+		t.mu.Unlock()
+		t.setState(StateRetrying)
+		t.log.Warn("source link lost; retrying (what was received stays queued)", "err", cause, "in", wait.Round(time.Millisecond))
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if err := t.locateSource(ctx); err != nil {
+			cause = err
+			continue
+		}
+		from := t.received.Load()
+		next, err := receiver.Connect(ctx, receiver.Options{Source: t.sourceOpts(), AnnouncePort: t.cfg.AnnouncePort, Logger: t.log,
+			ReplID: old.ReplID(), Offset: from, ReadTimeout: t.linkTimeout()})
+		if err != nil {
+			cause = err
+			continue
+		}
+		if next.Full() {
+			t.mu.Lock()
+			t.pending = next
+			t.mu.Unlock()
+			return nil, errFullResync
+		}
+		next.SetApplied(t.applied.Load())
+		t.mu.Lock()
+		t.replID = next.ReplID() // PSYNC2 may name a new one
+		t.mu.Unlock()
+		t.log.Info("partial resync", "replid", next.ReplID(), "offset", from)
+		t.setState(StateSynchronizing)
+		return next, nil
+	}
+}
+
 // stop ends the reading and returns why the link ended (nil when it was
 // stopped first).
 func (rd *reading) stop() error {
@@ -271,6 +353,7 @@ func (rd *reading) stop() error {
 // closeReading stops the reading and drops its queue.
 func (t *Task) closeReading(rd *reading) {
 	rd.stop()
+	rd.link.Close()
 	t.mu.Lock()
 	if t.queue == rd.q {
 		t.queue = nil

@@ -206,6 +206,15 @@ type Task struct {
 	// clusterSeeds are the source cluster's nodes when the task began:
 	// where a shard asks for its master after a failover.
 	clusterSeeds []string
+	// pending is a link that answered +FULLRESYNC to a reconnection:
+	// the next session runs its full sync. Guarded by mu.
+	pending *receiver.Link
+}
+
+// linkTimeout bounds a wait on the source's link: --io-timeout when
+// given (the source pings every 10 s by default), else the receiver's.
+func (t *Task) linkTimeout() time.Duration {
+	return max(t.cfg.Source.IOTimeout, 0)
 }
 
 // beat is a heartbeat write seen in the stream: its offset, and the time
@@ -402,7 +411,7 @@ func (t *Task) Run(ctx context.Context) error {
 		}
 		wait, ok := t.window.next(time.Now(), t.healthySince())
 		if !ok {
-			return t.failed(fmt.Errorf("gave up after retrying for %s (--retry-for): %w", t.cfg.RetryFor, err))
+			return t.failed(&gaveUp{t.cfg.RetryFor, err})
 		}
 		t.mu.Lock()
 		t.lastError = err.Error()
@@ -422,6 +431,12 @@ func (t *Task) Run(ctx context.Context) error {
 // target is gone), and the applied offset says how far the target is.
 func (t *Task) stop(w sink) error {
 	t.setState(StateStopped)
+	t.mu.Lock()
+	if t.pending != nil {
+		t.pending.Close()
+		t.pending = nil
+	}
+	t.mu.Unlock()
 	if w == nil {
 		return nil
 	}
@@ -496,18 +511,21 @@ func (t *Task) session(ctx context.Context, w *sink, target redisproc.Version) e
 	if err := t.locateSource(ctx); err != nil {
 		return err
 	}
-	o := receiver.Options{Source: t.sourceOpts(), AnnouncePort: t.cfg.AnnouncePort, Logger: t.log}
-	if t.cfg.Source.IOTimeout > 0 {
-		o.ReadTimeout = t.cfg.Source.IOTimeout // the source pings every 10s by default
-	}
+	o := receiver.Options{Source: t.sourceOpts(), AnnouncePort: t.cfg.AnnouncePort, Logger: t.log, ReadTimeout: t.linkTimeout()}
 	if replID != "" {
 		o.ReplID, o.Offset = replID, t.applied.Load()
 	} else {
 		t.setState(StateFullSync)
 	}
-	link, err := receiver.Connect(ctx, o)
-	if err != nil {
-		return err
+	t.mu.Lock()
+	link := t.pending // a full resync a lost link's PSYNC got
+	t.pending = nil
+	t.mu.Unlock()
+	if link == nil {
+		var err error
+		if link, err = receiver.Connect(ctx, o); err != nil {
+			return err
+		}
 	}
 	defer link.Close()
 	var rd *reading
@@ -561,6 +579,7 @@ func (t *Task) session(ctx context.Context, w *sink, target redisproc.Version) e
 	t.healthy = time.Now()
 	t.mu.Unlock()
 	if rd == nil {
+		var err error
 		if rd, err = t.readStream(ctx, link); err != nil {
 			return err
 		}
