@@ -295,26 +295,33 @@ func TestCheckpointSurvivesFlushAndSwap(t *testing.T) {
 	}
 }
 
-// TestFullSyncPausedTarget: the target is paused (SIGSTOP) during the
-// full sync while the source takes writes, behind a 1 MiB replica output
-// buffer limit. resync takes the snapshot into its spool as fast as the
+// TestFullSyncPausedTarget: the target is paused (SIGSTOP) for 10 s
+// during the full sync while the source takes writes, behind a 4 MiB
+// replica output buffer limit (what the source buffers while it sends
+// the snapshot fits; what it would buffer during the pause does not). resync takes the snapshot into its spool as fast as the
 // source sends it and reads the stream meanwhile: the source never drops
 // it, one full sync, exact.
 func TestFullSyncPausedTarget(t *testing.T) {
-	src := redistest.Start(t, "client-output-buffer-limit slave 1mb 1mb 0")
+	src := redistest.Start(t, "client-output-buffer-limit slave 4mb 4mb 0")
 	dst := redistest.Start(t)
-	redistest.Do(t, src, "DEBUG", "POPULATE", "300000", "key", "32")
+	redistest.Do(t, src, "DEBUG", "POPULATE", "300000")
 	load := redistest.StartLoad(t, src.DialOptions(), 300, time.Millisecond, nil)
 	r := startWith(t, src, dst, func(c *task.Config) {
 		c.BufferBytes = 1 << 20
 		c.SpoolDir = t.TempDir()
+		c.Target.IOTimeout = 30 * time.Second // the pause is not a lost target
 	})
-	r.waitState(t, task.StateFullSync)
+	// Mid-copy: once keys are being written.
+	for deadline := time.Now().Add(20 * time.Second); r.task.Status().KeysWritten < 1000; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the full sync wrote no keys: %+v", r.task.Status())
+		}
+	}
 	syscall.Kill(dst.Pid(), syscall.SIGSTOP)
-	time.Sleep(5 * time.Second)
+	time.Sleep(10 * time.Second)
 	st := r.task.Status()
 	syscall.Kill(dst.Pid(), syscall.SIGCONT)
-	t.Logf("after 5 s paused in the full sync: state %s, %d snapshot bytes received, %d stream bytes queued in memory, %d in the spool",
+	t.Logf("after 10 s paused in the full sync: state %s, %d snapshot bytes received, %d stream bytes queued in memory, %d in the spool",
 		st.State, st.RDBBytes, st.SpoolMemBytes, st.SpoolDiskBytes)
 	if st.SpoolDiskBytes == 0 {
 		t.Error("the stream was not read into the spool during the full sync")

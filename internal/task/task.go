@@ -180,6 +180,9 @@ type Task struct {
 	shardSlots [][2]int
 	hbTag      string
 	lastBeatMs int64 // the last heartbeat seen in the stream: the source's time then
+	// beatMissed is when a heartbeat last could not be written (Unix
+	// ms): past it, the next one in the stream may come much later.
+	beatMissed atomic.Int64
 
 	// Heartbeats seen in the stream and not yet applied, oldest first,
 	// and the lag the last applied one measured (-1: unknown).
@@ -1068,14 +1071,18 @@ func (t *Task) heartbeat(ctx context.Context) {
 			o := t.sourceOpts()
 			o.DB = 0
 			var err error
-			if c, err = dialer.Dial(ctx, o); err != nil && ctx.Err() == nil && !warned {
-				t.log.Warn("heartbeat: cannot reach the source; lag unknown", "err", err)
-				warned = true
+			if c, err = dialer.Dial(ctx, o); err != nil && ctx.Err() == nil {
+				t.beatMissed.Store(time.Now().UnixMilli())
+				if !warned {
+					t.log.Warn("heartbeat: cannot reach the source; lag unknown", "err", err)
+					warned = true
+				}
 			}
 		}
 		if c != nil {
 			_, err := c.Do("SET", key, strconv.FormatInt(time.Now().UnixMilli(), 10), "PX", ttl)
 			if err != nil && ctx.Err() == nil {
+				t.beatMissed.Store(time.Now().UnixMilli())
 				if !warned {
 					t.log.Warn("heartbeat: the source refuses it; lag unknown", "key", key, "err", err)
 					warned = true
@@ -1195,7 +1202,9 @@ func (t *Task) apply(b receiver.Batch, w sink) error {
 			}
 			if relative && len(args) > 1 {
 				exec := b.At.UnixMilli()
-				if t.lastBeatMs > 0 {
+				// Unless a heartbeat went missing since (a failover): the
+				// next may then be far later than an interval.
+				if t.lastBeatMs > 0 && t.beatMissed.Load() < t.lastBeatMs {
 					exec = min(exec, t.lastBeatMs+t.cfg.HeartbeatInterval.Milliseconds())
 				}
 				if cmds := transform.AbsoluteTTL(args, exec, t.targetVersion.AtLeast(6, 2), t.targetVersion.AtLeast(5, 0)); cmds != nil {
