@@ -144,3 +144,27 @@ func (t *Task) resyncFromScratch(ctx context.Context, w sink) error {
 	}
 	return nil
 }
+
+// retryAfter records a retryable fault (state retrying, the error, the
+// count), logs it with msg and waits the retry window's next backoff.
+// healthy is when the failed connection began working (zero if it did
+// not). It returns a gaveUp when the window is spent, ctx's error when
+// ctx ends first.
+func (t *Task) retryAfter(ctx context.Context, healthy time.Time, cause error, msg string) error {
+	wait, ok := t.window.next(time.Now(), healthy)
+	if !ok {
+		return &gaveUp{t.cfg.RetryFor, cause}
+	}
+	t.mu.Lock()
+	t.lastError = cause.Error()
+	t.retries++
+	t.mu.Unlock()
+	t.setState(StateRetrying)
+	t.log.Warn(msg, "err", cause, "in", wait.Round(time.Millisecond))
+	select {
+	case <-time.After(wait):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

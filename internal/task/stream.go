@@ -139,21 +139,12 @@ func (t *Task) reconnectTarget(ctx context.Context, link *receiver.Link, w *sink
 	received := t.received.Load()
 	closed := false
 	for {
-		wait, ok := t.window.next(time.Now(), t.healthySince())
-		if !ok {
-			return &gaveUp{t.cfg.RetryFor, cause}
-		}
+		healthy := t.healthySince()
 		t.mu.Lock()
-		t.lastError = cause.Error()
-		t.retries++
 		t.healthy = time.Time{}
 		t.mu.Unlock()
-		t.setState(StateRetrying)
-		t.log.Warn("target connection lost; retrying (the source is still read)", "err", cause, "in", wait.Round(time.Millisecond))
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := t.retryAfter(ctx, healthy, cause, "target connection lost; retrying (the source is still read)"); err != nil {
+			return err
 		}
 		if !closed {
 			(*w).Close()
@@ -295,22 +286,10 @@ func (t *Task) readStream(ctx context.Context, link *receiver.Link) (*reading, e
 // link.
 func (t *Task) relink(ctx context.Context, began time.Time, old *receiver.Link, cause error) (*receiver.Link, error) {
 	for {
-		wait, ok := t.window.next(time.Now(), began)
-		if !ok {
-			return nil, &gaveUp{t.cfg.RetryFor, cause}
+		if err := t.retryAfter(ctx, began, cause, "source link lost; retrying (what was received stays queued)"); err != nil {
+			return nil, err
 		}
 		began = time.Time{} // one healthy mark per lost link
-		t.mu.Lock()
-		t.lastError = cause.Error()
-		t.retries++
-		t.mu.Unlock()
-		t.setState(StateRetrying)
-		t.log.Warn("source link lost; retrying (what was received stays queued)", "err", cause, "in", wait.Round(time.Millisecond))
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
 		if err := t.locateSource(ctx); err != nil {
 			cause = err
 			continue

@@ -412,20 +412,14 @@ func (t *Task) Run(ctx context.Context) error {
 		if !retryable(err) {
 			return t.failed(err)
 		}
-		wait, ok := t.window.next(time.Now(), t.healthySince())
-		if !ok {
-			return t.failed(&gaveUp{t.cfg.RetryFor, err})
-		}
-		t.mu.Lock()
-		t.lastError = err.Error()
-		t.retries++
-		t.mu.Unlock()
-		t.setState(StateRetrying)
-		t.log.Warn("connection lost; retrying", "err", err, "in", wait.Round(time.Millisecond))
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			return t.stop(w)
+		if err := t.retryAfter(ctx, t.healthySince(), err, "connection lost; retrying"); err != nil {
+			if cause := context.Cause(ctx); errors.Is(cause, ErrLocked) {
+				return t.failed(cause)
+			}
+			if ctx.Err() != nil {
+				return t.stop(w)
+			}
+			return t.failed(err)
 		}
 	}
 }
