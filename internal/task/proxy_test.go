@@ -108,7 +108,9 @@ func TestLinkCutInsideTransactions(t *testing.T) {
 	for _, delivery := range []string{task.DeliveryExactlyOnce, task.DeliveryAtLeastOnce} {
 		for _, into := range []string{"standalone", "cluster"} {
 			t.Run(delivery+"/"+into, func(t *testing.T) {
-				src := redistest.Start(t)
+				// A backlog that outlasts the load's seconds: the test is
+				// about where the link is cut, not about its size.
+				src := redistest.Start(t, "repl-backlog-size 64mb")
 				var dst *redisproc.Server
 				var opts dialer.Options
 				if into == "cluster" {
