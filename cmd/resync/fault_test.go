@@ -45,21 +45,26 @@ func startProcess(t *testing.T, log *bytes.Buffer, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// checkpointOf reads a task's checkpoint from a standalone target.
-func checkpointOf(t *testing.T, s *redisproc.Server, name string) (checkpoint.Point, bool) {
+// checkpointOf reads a task's checkpoint from the target: a standalone
+// server, or the master of a cluster that holds the key (the others
+// answer MOVED).
+func checkpointOf(t *testing.T, name string, servers ...*redisproc.Server) (checkpoint.Point, bool) {
 	t.Helper()
-	v, err := redistest.Dial(t, s).Do("GET", checkpoint.Key(task.ReservedPrefix, name, ""))
-	if err != nil {
-		t.Fatal(err)
+	for _, s := range servers {
+		v, err := redistest.Dial(t, s).Do("GET", checkpoint.Key(task.ReservedPrefix, name, ""))
+		if err != nil {
+			continue
+		}
+		if v.Nil() {
+			return checkpoint.Point{}, false
+		}
+		p, err := checkpoint.Parse(v.Text())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p, true
 	}
-	if v.Nil() {
-		return checkpoint.Point{}, false
-	}
-	p, err := checkpoint.Parse(v.Text())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p, true
+	return checkpoint.Point{}, false
 }
 
 // equal fails the test unless the target equals the source, key by key.
@@ -114,7 +119,7 @@ func TestKilledTenTimesResumesExactly(t *testing.T) {
 	args := []string{"--source", src.Addr, "--target", dst.Addr, "--status-addr", "", "--name", "k9",
 		"--heartbeat-interval", "100ms"}
 	var logs bytes.Buffer
-	killTenTimes(t, &logs, args, func() (checkpoint.Point, bool) { return checkpointOf(t, dst, "k9") })
+	killTenTimes(t, &logs, args, func() (checkpoint.Point, bool) { return checkpointOf(t, "k9", dst) })
 	if err := load.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -151,26 +156,8 @@ func TestKilledTenTimesIntoCluster(t *testing.T) {
 	// The load's transactions span slots: applied per slot.
 	args := []string{"--source", src.Addr, "--target", dst.Masters[0].Addr, "--status-addr", "", "--name", "k9c",
 		"--heartbeat-interval", "100ms", "--split-transactions"}
-	watermark := func() (checkpoint.Point, bool) {
-		key := checkpoint.Key(task.ReservedPrefix, "k9c", "")
-		for _, m := range dst.Masters {
-			v, err := redistest.Dial(t, m).Do("GET", key)
-			if err != nil {
-				continue // MOVED: another master's
-			}
-			if v.Nil() {
-				return checkpoint.Point{}, false
-			}
-			p, err := checkpoint.Parse(v.Text())
-			if err != nil {
-				t.Fatal(err)
-			}
-			return p, true
-		}
-		return checkpoint.Point{}, false
-	}
 	var logs bytes.Buffer
-	killTenTimes(t, &logs, args, watermark)
+	killTenTimes(t, &logs, args, func() (checkpoint.Point, bool) { return checkpointOf(t, "k9c", dst.Masters...) })
 	if err := load.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +221,7 @@ func TestLockCheckpointReset(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("exit after SIGTERM: %v\n%s", err, logs.String())
 	}
-	p, ok := checkpointOf(t, dst, "lk")
+	p, ok := checkpointOf(t, "lk", dst)
 	if !ok || p.State != checkpoint.Streaming || p.Offset == 0 {
 		t.Fatalf("checkpoint after SIGTERM: %+v %v", p, ok)
 	}
@@ -262,7 +249,7 @@ func TestLockCheckpointReset(t *testing.T) {
 	if code != exitFailed || !strings.Contains(errOut, "the target is not empty: db0 holds 3 keys") {
 		t.Fatalf("--reset on a target holding the synced keys: exit %d, %s", code, errOut)
 	}
-	if _, ok := checkpointOf(t, dst, "lk"); ok {
+	if _, ok := checkpointOf(t, "lk", dst); ok {
 		t.Fatal("--reset left the checkpoint")
 	}
 }

@@ -226,9 +226,8 @@ func (t *Task) commit(w sink, offset int64) error {
 			return err
 		}
 	}
-	if t.tx.connDB < 0 {
-		t.tx.connDB = home
-	}
+	// An unknown database stays unknown (-1): the next command selects
+	// the stream's, which need not be home.
 	if err := w.Write(writer.Op{Args: [][]byte{[]byte("EXEC")}, Offset: offset}); err != nil {
 		return err
 	}
@@ -280,8 +279,6 @@ func (t *Task) watermark(w sink, applied int64) error {
 		ops = [][][]byte{selectArgs(home), set}
 		if t.tx.connDB >= 0 {
 			ops = append(ops, selectArgs(t.tx.connDB))
-		} else {
-			t.tx.connDB = home
 		}
 	}
 	if r, ok := w.(*router.Router); ok {

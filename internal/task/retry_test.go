@@ -130,14 +130,8 @@ func TestTargetStopped(t *testing.T) {
 	}
 	r.waitState(t, task.StateSynchronizing)
 	time.Sleep(500 * time.Millisecond)
-	if err := load.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	r.waitCaughtUp(t, src)
-	assertEqual(t, src, dst)
-	if full, partial := stat(t, src, "sync_full"), stat(t, src, "sync_partial_ok"); full != 1 || partial != 0 {
-		t.Fatalf("sync_full %d, sync_partial_ok %d: want 1 and 0 (the link stayed up)", full, partial)
-	}
+	r.settle(t, load, src, 2*time.Second)
+	wantLinkKept(t, src)
 }
 
 // TestTargetPausedSmallOutputBuffer: the source drops a replica whose
@@ -163,14 +157,8 @@ func TestTargetPausedSmallOutputBuffer(t *testing.T) {
 		t.Errorf("%d bytes spooled: the pause should have queued more than the source's 1 MiB buffer", st.SpoolDiskBytes)
 	}
 	time.Sleep(300 * time.Millisecond)
-	if err := load.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	r.waitCaughtUpWithin(t, src, 30*time.Second)
-	assertEqual(t, src, dst)
-	if full, partial := stat(t, src, "sync_full"), stat(t, src, "sync_partial_ok"); full != 1 || partial != 0 {
-		t.Fatalf("sync_full %d, sync_partial_ok %d: want 1 and 0 (the link stayed up)", full, partial)
-	}
+	r.settle(t, load, src, 30*time.Second)
+	wantLinkKept(t, src)
 }
 
 // TestForcedFullResyncIntercept: while the target is down and the
@@ -242,12 +230,8 @@ func TestIOTimeout(t *testing.T) {
 	}
 	time.Sleep(time.Second)
 	syscall.Kill(dst.Pid(), syscall.SIGCONT)
-	if err := load.Stop(); err != nil {
-		t.Fatal(err)
-	}
 	r.waitState(t, task.StateSynchronizing)
-	r.waitCaughtUpWithin(t, src, 20*time.Second)
-	assertEqual(t, src, dst)
+	r.settle(t, load, src, 20*time.Second)
 }
 
 // TestCheckpointSurvivesFlushAndSwap: FLUSHALL, SWAPDB and FLUSHDB in
@@ -298,9 +282,10 @@ func TestCheckpointSurvivesFlushAndSwap(t *testing.T) {
 // TestFullSyncPausedTarget: the target is paused (SIGSTOP) for 10 s
 // during the full sync while the source takes writes, behind a 4 MiB
 // replica output buffer limit (what the source buffers while it sends
-// the snapshot fits; what it would buffer during the pause does not). resync takes the snapshot into its spool as fast as the
-// source sends it and reads the stream meanwhile: the source never drops
-// it, one full sync, exact.
+// the snapshot fits; what it would buffer during the pause does not).
+// resync takes the snapshot into its spool as fast as the source sends
+// it and reads the stream meanwhile: the source never drops it, one
+// full sync, exact.
 func TestFullSyncPausedTarget(t *testing.T) {
 	src := redistest.Start(t, "client-output-buffer-limit slave 4mb 4mb 0")
 	dst := redistest.Start(t)
@@ -327,11 +312,64 @@ func TestFullSyncPausedTarget(t *testing.T) {
 		t.Error("the stream was not read into the spool during the full sync")
 	}
 	r.waitState(t, task.StateSynchronizing)
+	r.settle(t, load, src, 30*time.Second)
+	wantLinkKept(t, src)
+}
+
+// TestResumeInAnotherDB: resumed with the source's stream in db 2 and no
+// heartbeat (the source's user may not SET), the task checkpoints (in db
+// 0) before it writes anything; the next commands still go to db 2.
+func TestResumeInAnotherDB(t *testing.T) {
+	redistest.RequireVersion(t, 6, 0, "ACL users")
+	src, dst := redistest.Start(t), redistest.Start(t)
+	redistest.Do(t, src, "ACL", "SETUSER", "syncer", "on", ">pw", "~*", "+@all", "-set")
+	as := src.DialOptions()
+	as.Username, as.Password = "syncer", "pw"
+	c := redistest.Dial(t, src)
+	doAll(t, c, []string{"SELECT", "2"}, []string{"SET", "a", "1"})
+	run := func() *running {
+		r := startWith(t, src, dst, func(cfg *task.Config) {
+			cfg.Source = as
+			cfg.HeartbeatInterval = 100 * time.Millisecond
+		})
+		r.waitState(t, task.StateSynchronizing)
+		return r
+	}
+	r := run()
+	doAll(t, c, []string{"SET", "b", "1"})
+	r.waitCaughtUp(t, src)
+	r.stop()
+	err := <-r.done
+	r.done <- err // for the cleanup
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = run()
+	time.Sleep(1100 * time.Millisecond)
+	// A batch with nothing to write (the reserved prefix is never
+	// forwarded), a second after the last checkpoint: a checkpoint alone.
+	doAll(t, c, []string{"SET", task.ReservedPrefix + "other", "1"})
+	time.Sleep(300 * time.Millisecond)
+	doAll(t, c, []string{"SET", "c", "1"})
+	r.waitCaughtUp(t, src)
+	assertEqual(t, src, dst)
+}
+
+// settle stops the load, waits until the task has applied the source's
+// whole stream, and compares the target with the source.
+func (r *running) settle(t *testing.T, load *redistest.Load, src *redisproc.Server, within time.Duration) {
+	t.Helper()
 	if err := load.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	r.waitCaughtUpWithin(t, src, 30*time.Second)
-	assertEqual(t, src, dst)
+	r.waitCaughtUpWithin(t, src, within)
+	assertEqual(t, src, r.dst)
+}
+
+// wantLinkKept fails the test unless the source served one full sync and
+// no partial one: its link to resync never dropped.
+func wantLinkKept(t *testing.T, src *redisproc.Server) {
+	t.Helper()
 	if full, partial := stat(t, src, "sync_full"), stat(t, src, "sync_partial_ok"); full != 1 || partial != 0 {
 		t.Fatalf("sync_full %d, sync_partial_ok %d: want 1 and 0 (the link stayed up)", full, partial)
 	}
