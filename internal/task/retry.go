@@ -156,7 +156,7 @@ func (t *Task) retryAfter(ctx context.Context, healthy time.Time, cause error, m
 		return &gaveUp{t.cfg.RetryFor, cause}
 	}
 	t.mu.Lock()
-	t.lastError = cause.Error()
+	t.noteError(cause)
 	t.retries++
 	t.mu.Unlock()
 	t.setState(StateRetrying)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -163,6 +164,8 @@ func aggregate(st *Status, shards []Status) {
 		st.CommandsFiltered += s.CommandsFiltered
 		st.PartialSkipped += s.PartialSkipped
 		st.RDBBytes += s.RDBBytes
+		st.RDBBytesApplied += s.RDBBytesApplied
+		st.Errors = append(st.Errors, s.Errors...)
 		st.PublishSkipped += s.PublishSkipped
 		st.Commands += s.Commands
 		st.Retries += s.Retries
@@ -190,6 +193,10 @@ func aggregate(st *Status, shards []Status) {
 		if st.LastError == "" && s.LastError != "" {
 			st.LastError = s.LastError
 		}
+	}
+	slices.SortStableFunc(st.Errors, func(a, b ErrorEvent) int { return a.Time.Compare(b.Time) })
+	if len(st.Errors) > maxErrors {
+		st.Errors = st.Errors[len(st.Errors)-maxErrors:]
 	}
 }
 

@@ -140,6 +140,7 @@ type Task struct {
 	mu        sync.Mutex
 	state     string
 	lastError string
+	errors    []ErrorEvent // the last maxErrors errors, oldest first
 	replID    string
 	retries   int64
 	healthy   time.Time // when the current session began streaming; zero when not
@@ -150,6 +151,7 @@ type Task struct {
 	filtered  atomic.Int64 // stream commands left out by the selection and filters
 	partial   atomic.Int64 // stream commands skipped under --on-partial-filter skip
 	rdbBytes  atomic.Int64
+	rdbRead   atomic.Int64 // snapshot bytes the loader has read (applied or in flight)
 	rdbTotal  atomic.Int64
 	published atomic.Int64 // PUBLISH not replayed
 	commands  atomic.Int64
@@ -285,6 +287,9 @@ type Status struct {
 	CommandsFiltered, PartialSkipped int64
 	RDBBytes                         int64
 	RDBBytesTotal                    int64 // -1 when unknown (diskless)
+	// RDBBytesApplied is how much of the snapshot the loader has read
+	// and written (behind RDBBytes when the target is slower).
+	RDBBytesApplied int64
 	PublishSkipped                   int64
 	Commands                         int64
 	LagMs                            int64 // -1 while unknown
@@ -300,9 +305,30 @@ type Status struct {
 	// stopped reading the source).
 	SpoolMemBytes, SpoolDiskBytes int64
 	BackPressure                  bool
+	// Errors are the task's last errors (failures and retried
+	// connection losses), oldest first.
+	Errors []ErrorEvent
 	// Shards are a cluster source's masters, one status each; the
 	// fields above then sum them (the lag is the worst).
 	Shards []Status
+}
+
+// ErrorEvent is one error the task met, and when.
+type ErrorEvent struct {
+	Time time.Time
+	Text string
+}
+
+// maxErrors bounds Status.Errors.
+const maxErrors = 20
+
+// noteError records err as the last error; t.mu is held.
+func (t *Task) noteError(err error) {
+	t.lastError = err.Error()
+	t.errors = append(t.errors, ErrorEvent{Time: time.Now(), Text: t.lastError})
+	if len(t.errors) > maxErrors {
+		t.errors = slices.Delete(t.errors, 0, len(t.errors)-maxErrors)
+	}
 }
 
 // Status reports where the task stands.
@@ -329,7 +355,7 @@ func (t *Task) ownStatus() Status {
 		KeysFiltered: t.counts.Filtered.Load(), KeysEmpty: t.counts.Empty.Load(), KeysRewritten: t.counts.Rewritten.Load(),
 		BigKeys: t.counts.Big.Load(), Dropped: t.counts.Dropped.Load(),
 		CommandsFiltered: t.filtered.Load(), PartialSkipped: t.partial.Load(),
-		RDBBytes: t.rdbBytes.Load(), RDBBytesTotal: t.rdbTotal.Load(),
+		RDBBytes: t.rdbBytes.Load(), RDBBytesTotal: t.rdbTotal.Load(), RDBBytesApplied: t.rdbRead.Load(), Errors: slices.Clone(t.errors),
 		PublishSkipped: t.published.Load(), Commands: t.commands.Load(), LagMs: t.lagMs.Load(),
 		SourceAddr: t.source.Addr, TargetAddr: t.target.Addr, BytesWritten: t.bytesOut.Load() + t.counts.Bytes.Load(),
 		CommandsByName: maps.Clone(t.byName), Retries: t.retries}
@@ -352,7 +378,7 @@ func (t *Task) setState(s string) {
 
 func (t *Task) failed(err error) error {
 	t.mu.Lock()
-	t.lastError = err.Error()
+	t.noteError(err)
 	t.mu.Unlock()
 	t.setState(StateFailed)
 	t.log.Error("task failed", "err", err)
@@ -544,6 +570,7 @@ func (t *Task) session(ctx context.Context, w *sink, target redisproc.Version) e
 		t.lastBeatMs = time.Now().UnixMilli()
 		t.rdbTotal.Store(link.RDBSize())
 		t.rdbBytes.Store(0)
+		t.rdbRead.Store(0)
 		var err error
 		if rd, err = t.fullSyncSpooled(ctx, link, *w, target); err != nil {
 			return err
@@ -941,7 +968,7 @@ func (t *Task) fullSync(ctx context.Context, link *receiver.Link, snapshot io.Re
 			return err
 		}
 	}
-	d, err := rdb.NewDecoder(snapshot)
+	d, err := rdb.NewDecoder(countingReader{snapshot, &t.rdbRead})
 	if err != nil {
 		return fmt.Errorf("snapshot: %w", err)
 	}
