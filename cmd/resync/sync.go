@@ -138,7 +138,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	t := task.New(cfg)
 	if ln != nil {
 		// Up until the process exits: it reports stopped while draining.
-		defer status.Serve(ln, t, log).Close()
+		defer status.Serve(ln, t, log, status.Options{}).Close()
 	}
 	if err := t.Run(ctx); err != nil {
 		fmt.Fprintln(stderr, "resync sync: failed:", err)

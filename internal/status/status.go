@@ -108,8 +108,19 @@ func FromTask(st task.Status) Doc {
 	return d
 }
 
+// Options are the status server's settings.
+type Options struct {
+	// Token, when set, is required of every request: as a bearer token
+	// (Authorization: Bearer TOKEN) or as the password of HTTP basic
+	// authentication (what a browser prompts for). A listener on other
+	// than a loopback address requires one.
+	Token string
+	// Pprof serves net/http/pprof under /debug/pprof/ (off by default).
+	Pprof bool
+}
+
 // Handler serves /status and /metrics for a task.
-func Handler(t *task.Task) http.Handler {
+func Handler(t *task.Task, o Options) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collector{t}, prometheus.NewGoCollector())
 	mux := http.NewServeMux()
@@ -129,18 +140,18 @@ type Server struct {
 }
 
 // Start listens on addr (port 0 picks a free one) and serves the task.
-func Start(addr string, t *task.Task, log *slog.Logger) (*Server, error) {
+func Start(addr string, t *task.Task, log *slog.Logger, o Options) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	return Serve(ln, t, log), nil
+	return Serve(ln, t, log, o), nil
 }
 
 // Serve serves the task on a listener the caller opened (to know its
 // port before the task exists).
-func Serve(ln net.Listener, t *task.Task, log *slog.Logger) *Server {
-	s := &Server{srv: &http.Server{Handler: Handler(t), ReadHeaderTimeout: 5 * time.Second}, addr: ln.Addr().String(), done: make(chan error, 1)}
+func Serve(ln net.Listener, t *task.Task, log *slog.Logger, o Options) *Server {
+	s := &Server{srv: &http.Server{Handler: Handler(t, o), ReadHeaderTimeout: 5 * time.Second}, addr: ln.Addr().String(), done: make(chan error, 1)}
 	go func() {
 		err := s.srv.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {

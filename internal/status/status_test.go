@@ -36,7 +36,7 @@ func TestStatusAndMetrics(t *testing.T) {
 	redistest.Do(t, src, "SELECT", "1")
 	redistest.Do(t, src, "DEBUG", "POPULATE", "20000") // a full sync long enough to be seen
 	tk := task.New(task.Config{Name: "st", Source: src.DialOptions(), Target: dst.DialOptions(), HeartbeatInterval: 50 * time.Millisecond})
-	srv, err := status.Start("127.0.0.1:0", tk, nil)
+	srv, err := status.Start("127.0.0.1:0", tk, nil, status.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -104,6 +104,9 @@ type Config struct {
 	// its failover the task writes to the master they name.
 	TargetSentinels []string
 	TargetMaster    string
+	// RedactKeys keeps key names out of the task's logs, errors and
+	// status: a key is shown by a short hash of its name instead.
+	RedactKeys bool
 }
 
 // Conflict rules: what a new task does with a target that holds keys.
