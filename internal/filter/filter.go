@@ -65,6 +65,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/resync/resync/internal/keyname"
 	"maps"
 	"regexp"
 	"slices"
@@ -155,10 +156,13 @@ type Config struct {
 	// database is selected, it is what "every" means: to check MapDB
 	// for merges and to turn a FLUSHALL into one FLUSHDB per target db.
 	Databases int
+	// Keys says how messages show key names.
+	Keys keyname.Style
 }
 
 // Filter applies a Config. It is safe for concurrent use; a Stream is not.
 type Filter struct {
+	keys     keyname.Style
 	allDBs   bool
 	selected map[int]bool // when !allDBs
 	mapDB    map[int]int
@@ -193,6 +197,7 @@ func New(c Config) (*Filter, error) {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	f := &Filter{
+		keys:         c.Keys,
 		allDBs:       len(c.DBs) == 0,
 		selected:     map[int]bool{},
 		mapDB:        map[int]int{},

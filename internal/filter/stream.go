@@ -3,6 +3,7 @@ package filter
 import (
 	"bytes"
 	"fmt"
+	"github.com/resync/resync/internal/keyname"
 	"slices"
 	"strconv"
 	"strings"
@@ -67,6 +68,8 @@ type Error struct {
 	Keys []string
 	// Reason says why the rules cannot apply.
 	Reason string
+	// Style says how Error shows Keys.
+	Style keyname.Style
 }
 
 // The bounds of what an Error quotes of a command: a DEL can have a
@@ -84,7 +87,8 @@ func (e *Error) Error() string {
 	if len(e.Keys) > 0 {
 		b.WriteString(" (keys")
 		for _, k := range e.Keys {
-			fmt.Fprintf(&b, " %q", k)
+			b.WriteByte(' ')
+			b.WriteString(e.Style.QuoteString(k))
 		}
 		b.WriteString(")")
 	}
@@ -432,7 +436,7 @@ func (s *Stream) mixed(args [][]byte) string {
 			out = firstOf(out, args[k.Index])
 		}
 	}
-	return fmt.Sprintf("key %q passes the key rules but %s, and the command cannot be split", clip(in), s.fails(out))
+	return fmt.Sprintf("key %s passes the key rules but %s, and the command cannot be split", s.show(in), s.fails(out))
 }
 
 func firstOf(have, b []byte) []byte {
@@ -445,9 +449,9 @@ func firstOf(have, b []byte) []byte {
 // fails says that a key fails the rules, and why when it is not obvious.
 func (s *Stream) fails(key []byte) string {
 	if s.f.reserved != "" && hasPrefix(key, s.f.reserved) {
-		return fmt.Sprintf("%q is under the reserved prefix %q", clip(key), s.f.reserved)
+		return fmt.Sprintf("%s is under the reserved prefix %q", s.show(key), s.f.reserved)
 	}
-	return fmt.Sprintf("%q does not", clip(key))
+	return fmt.Sprintf("%s does not", s.show(key))
 }
 
 // partial applies the policy to a command the rules can only partly
@@ -457,7 +461,7 @@ func (s *Stream) partial(args [][]byte, keys []int, reason string) (Result, erro
 	if s.f.policy == Skip {
 		return Result{Skipped: name + ": " + reason}, nil
 	}
-	e := &Error{Command: name, Reason: reason}
+	e := &Error{Command: name, Reason: reason, Style: s.f.keys}
 	for _, i := range keys {
 		if len(e.Keys) == maxErrorKeys {
 			break
@@ -499,6 +503,14 @@ func quoted(args [][]byte) string {
 }
 
 func clip(b []byte) string { return clipTo(b, maxErrorKey) }
+
+// show quotes a key for a message, cut short, or redacted.
+func (s *Stream) show(key []byte) string {
+	if s.f.keys.Redact {
+		return s.f.keys.Quote(key)
+	}
+	return strconv.Quote(clip(key))
+}
 
 func clipTo(b []byte, n int) string {
 	if len(b) > n {

@@ -41,6 +41,7 @@ import (
 	"math"
 	"slices"
 
+	"github.com/resync/resync/internal/keyname"
 	"github.com/resync/resync/internal/rdb"
 	"github.com/resync/resync/internal/redisproc"
 )
@@ -67,6 +68,8 @@ type Options struct {
 	// DropUnsupported leaves out what the target cannot hold instead of
 	// failing with an UnsupportedError; Key.Dropped says what.
 	DropUnsupported bool
+	// Keys says how errors show key names.
+	Keys keyname.Style
 }
 
 // UnsupportedError is a key, or part of one, that the target cannot hold
@@ -75,11 +78,13 @@ type UnsupportedError struct {
 	Key    []byte
 	What   string // what cannot be written, and why
 	Target redisproc.Version
+	// Style says how Error shows Key.
+	Style keyname.Style
 }
 
 func (e *UnsupportedError) Error() string {
-	return fmt.Sprintf("key %q: cannot rewrite %s for target Redis %s; --drop-unsupported leaves it out (and reports what was dropped)",
-		e.Key, e.What, e.Target)
+	return fmt.Sprintf("key %s: cannot rewrite %s for target Redis %s; --drop-unsupported leaves it out (and reports what was dropped)",
+		e.Style.Quote(e.Key), e.What, e.Target)
 }
 
 // Key rewrites one key as commands handed to emit. emit serialises the
@@ -129,7 +134,7 @@ func Start(rec *rdb.Record, o Options, emit func(args [][]byte) error) (*Key, er
 		return nil, errors.New("rewrite: no record")
 	}
 	if emit == nil {
-		return nil, fmt.Errorf("rewrite key %q: no emit function", rec.Key)
+		return nil, fmt.Errorf("rewrite key %s: no emit function", o.Keys.Quote(rec.Key))
 	}
 	if o.ChunkElements <= 0 {
 		o.ChunkElements = DefaultChunkElements
@@ -150,11 +155,11 @@ func Start(rec *rdb.Record, o Options, emit func(args [][]byte) error) (*Key, er
 		what = "a module value (no command writes one: only RESTORE of its payload does)"
 		drop = "the whole key: a module value (it cannot be written as commands)"
 	default:
-		return nil, fmt.Errorf("rewrite key %q: value of unknown kind (RDB type %d)", rec.Key, rec.Type)
+		return nil, fmt.Errorf("rewrite key %s: value of unknown kind (RDB type %d)", o.Keys.Quote(rec.Key), rec.Type)
 	}
 	if what != "" {
 		if !o.DropUnsupported {
-			return nil, &UnsupportedError{Key: k.key, What: what, Target: o.Target}
+			return nil, &UnsupportedError{Key: k.key, What: what, Target: o.Target, Style: o.Keys}
 		}
 		k.skip, k.dropped = true, drop
 		return k, nil
@@ -198,10 +203,10 @@ func (k *Key) Add(e *rdb.Element) error {
 		return k.err
 	}
 	if k.done {
-		return k.fail(fmt.Errorf("rewrite key %q: element after Finish", k.key))
+		return k.fail(fmt.Errorf("rewrite key %s: element after Finish", k.o.Keys.Quote(k.key)))
 	}
 	if e == nil {
-		return k.fail(fmt.Errorf("rewrite key %q: nil element", k.key))
+		return k.fail(fmt.Errorf("rewrite key %s: nil element", k.o.Keys.Quote(k.key)))
 	}
 	var err error
 	switch k.kind {
@@ -230,16 +235,16 @@ func (k *Key) Finish() error {
 		return k.err
 	}
 	if k.done {
-		return k.fail(fmt.Errorf("rewrite key %q: Finish called twice", k.key))
+		return k.fail(fmt.Errorf("rewrite key %s: Finish called twice", k.o.Keys.Quote(k.key)))
 	}
 	k.done = true
 	switch {
 	case k.kind == rdb.KindString && !k.gotString:
-		return k.fail(fmt.Errorf("rewrite key %q: string without a value", k.key))
+		return k.fail(fmt.Errorf("rewrite key %s: string without a value", k.o.Keys.Quote(k.key)))
 	case k.kind == rdb.KindStream && !k.gotMeta:
-		return k.fail(fmt.Errorf("rewrite key %q: stream ended before its metadata", k.key))
+		return k.fail(fmt.Errorf("rewrite key %s: stream ended before its metadata", k.o.Keys.Quote(k.key)))
 	case k.kind == rdb.KindStream && k.groups != k.wantGroups:
-		return k.fail(fmt.Errorf("rewrite key %q: stream has %d consumer groups, its metadata says %d", k.key, k.groups, k.wantGroups))
+		return k.fail(fmt.Errorf("rewrite key %s: stream has %d consumer groups, its metadata says %d", k.o.Keys.Quote(k.key), k.groups, k.wantGroups))
 	}
 	if err := k.flush(); err != nil {
 		return k.fail(err)
@@ -266,14 +271,14 @@ func (k *Key) fail(err error) error {
 // send hands one command to emit, naming the key in its error.
 func (k *Key) send(args [][]byte) error {
 	if err := k.emit(args); err != nil {
-		return fmt.Errorf("rewrite key %q: %s: %w", k.key, args[0], err)
+		return fmt.Errorf("rewrite key %s: %s: %w", k.o.Keys.Quote(k.key), args[0], err)
 	}
 	return nil
 }
 
 func (k *Key) addString(v []byte) error {
 	if k.gotString {
-		return fmt.Errorf("rewrite key %q: a string has one value, got a second", k.key)
+		return fmt.Errorf("rewrite key %s: a string has one value, got a second", k.o.Keys.Quote(k.key))
 	}
 	k.gotString = true
 	name := "SET"
@@ -293,7 +298,7 @@ func (k *Key) addString(v []byte) error {
 
 func (k *Key) addZSet(e *rdb.Element) error {
 	if math.IsNaN(e.Score) {
-		return fmt.Errorf("rewrite key %q: member %q has score NaN, which ZADD refuses", k.key, e.Member)
+		return fmt.Errorf("rewrite key %s: member %s has score NaN, which ZADD refuses", k.o.Keys.Quote(k.key), k.o.Keys.Quote(e.Member))
 	}
 	var num [32]byte
 	return k.element("ZADD", appendScore(num[:0], e.Score), e.Member, 0)
@@ -307,10 +312,10 @@ func (k *Key) addHash(e *rdb.Element) error {
 	ttl := e.ExpireMs
 	switch {
 	case ttl < 0:
-		return fmt.Errorf("rewrite key %q: field %q has a negative expiry %d", k.key, e.Member, ttl)
+		return fmt.Errorf("rewrite key %s: field %s has a negative expiry %d", k.o.Keys.Quote(k.key), k.o.Keys.Quote(e.Member), ttl)
 	case ttl > 0 && !k.o.Target.AtLeast(7, 4):
 		if !k.o.DropUnsupported {
-			return &UnsupportedError{Key: k.key, What: "hash field TTLs (hash field expiry came in Redis 7.4)", Target: k.o.Target}
+			return &UnsupportedError{Key: k.key, What: "hash field TTLs (hash field expiry came in Redis 7.4)", Target: k.o.Target, Style: k.o.Keys}
 		}
 		k.droppedTTLs++
 		ttl = 0

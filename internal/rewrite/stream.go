@@ -15,17 +15,17 @@ func (k *Key) addStream(e *rdb.Element) error {
 	case e.Group != nil:
 		return k.addGroup(e.Group)
 	}
-	return fmt.Errorf("rewrite key %q: stream element without an entry, metadata or group", k.key)
+	return fmt.Errorf("rewrite key %s: stream element without an entry, metadata or group", k.o.Keys.Quote(k.key))
 }
 
 // addEntry sends XADD key id field value ...: an entry is one command
 // however big, sent straight from the decoder's bytes.
 func (k *Key) addEntry(en *rdb.StreamEntry) error {
 	if k.gotMeta {
-		return fmt.Errorf("rewrite key %q: stream entry %s after the stream's metadata", k.key, en.ID)
+		return fmt.Errorf("rewrite key %s: stream entry %s after the stream's metadata", k.o.Keys.Quote(k.key), en.ID)
 	}
 	if len(en.Fields) == 0 || len(en.Fields)%2 != 0 {
-		return fmt.Errorf("rewrite key %q: stream entry %s has %d fields and values, not pairs", k.key, en.ID, len(en.Fields))
+		return fmt.Errorf("rewrite key %s: stream entry %s has %d fields and values, not pairs", k.o.Keys.Quote(k.key), en.ID, len(en.Fields))
 	}
 	k.cmd.reset()
 	k.cmd.addString("XADD")
@@ -43,7 +43,7 @@ func (k *Key) addEntry(en *rdb.StreamEntry) error {
 // the greatest deleted ID (which lag and entries-read depend on).
 func (k *Key) addStreamMeta(m *rdb.StreamMeta) error {
 	if k.gotMeta {
-		return fmt.Errorf("rewrite key %q: stream metadata comes twice", k.key)
+		return fmt.Errorf("rewrite key %s: stream metadata comes twice", k.o.Keys.Quote(k.key))
 	}
 	k.gotMeta, k.wantGroups = true, m.Groups
 	if k.entries == 0 {
@@ -84,7 +84,7 @@ func (k *Key) addStreamMeta(m *rdb.StreamMeta) error {
 // with its delivery time and count.
 func (k *Key) addGroup(g *rdb.StreamGroup) error {
 	if !k.gotMeta {
-		return fmt.Errorf("rewrite key %q: consumer group %q before the stream's metadata", k.key, g.Name)
+		return fmt.Errorf("rewrite key %s: consumer group %q before the stream's metadata", k.o.Keys.Quote(k.key), g.Name)
 	}
 	k.groups++
 	k.cmd.reset()
@@ -139,7 +139,7 @@ func (k *Key) addGroup(g *rdb.StreamGroup) error {
 		p := g.Pending[i]
 		c, ok := owner[p.ID]
 		if !ok {
-			return fmt.Errorf("rewrite key %q: consumer group %q: pending entry %s belongs to no consumer", k.key, g.Name, p.ID)
+			return fmt.Errorf("rewrite key %s: consumer group %q: pending entry %s belongs to no consumer", k.o.Keys.Quote(k.key), g.Name, p.ID)
 		}
 		k.cmd.reset()
 		k.cmd.addString("XCLAIM")

@@ -57,6 +57,7 @@ import (
 	"github.com/resync/resync/internal/cluster"
 	"github.com/resync/resync/internal/command"
 	"github.com/resync/resync/internal/dialer"
+	"github.com/resync/resync/internal/keyname"
 	"github.com/resync/resync/internal/writer"
 )
 
@@ -88,6 +89,8 @@ type Options struct {
 	Seeds []string
 	// Checkpoint, when set, makes the delivery exact (package comment).
 	Checkpoint *SlotCheckpoints
+	// Keys says how errors and logs show key names.
+	Keys keyname.Style
 }
 
 // SlotCheckpoints describes the per-slot checkpoints of exact delivery.
@@ -104,10 +107,12 @@ type CrossSlotError struct {
 	Command string
 	Keys    []string
 	Reason  string
+	// Style says how Error shows Keys.
+	Style keyname.Style
 }
 
 func (e *CrossSlotError) Error() string {
-	return fmt.Sprintf("%s with keys %q: %s; --cross-slot skip drops such commands (logged and counted)", e.Command, e.Keys, e.Reason)
+	return fmt.Sprintf("%s with keys %s: %s; --cross-slot skip drops such commands (logged and counted)", e.Command, e.Style.List(e.Keys), e.Reason)
 }
 
 // Router applies commands to a cluster target. Like a writer, it is used
@@ -194,7 +199,7 @@ func (r *Router) writer(ctx context.Context, addr string) (*writer.Writer, error
 	}
 	o := r.o.Target
 	o.Addr, o.DB = addr, 0
-	w, err := writer.Open(ctx, writer.Options{Target: o, Window: r.o.Window, WindowBytes: r.o.WindowBytes, Cluster: true})
+	w, err := writer.Open(ctx, writer.Options{Target: o, Window: r.o.Window, WindowBytes: r.o.WindowBytes, Cluster: true, Keys: r.o.Keys})
 	if err != nil {
 		return nil, fmt.Errorf("target: %w", err)
 	}
@@ -444,13 +449,14 @@ func (r *Router) crossSlot(op writer.Op, reason string) error {
 // policy fails with e, or skips the command: logged (the first few) and
 // counted; its offset is reached once what came before is confirmed.
 func (r *Router) policy(e *CrossSlotError, offset int64) error {
+	e.Style = r.o.Keys
 	if r.o.CrossSlot == CrossSlotFail {
 		return e
 	}
 	r.skipped++
 	if r.skipWarns < 20 {
 		r.skipWarns++
-		r.log.Warn("skipped a command the target cluster cannot take as it is (--cross-slot skip)", "command", e.Command, "keys", e.Keys, "reason", e.Reason)
+		r.log.Warn("skipped a command the target cluster cannot take as it is (--cross-slot skip)", "command", e.Command, "keys", e.Style.List(e.Keys), "reason", e.Reason)
 	}
 	return r.markOnly(offset)
 }

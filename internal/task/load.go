@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/resync/resync/internal/keyname"
 	"io"
 	"log/slog"
 	"strconv"
@@ -51,6 +52,7 @@ type loader struct {
 	bigBytes int
 	bigElems int
 	drop     bool
+	keys     keyname.Style
 	log      *slog.Logger
 	counts   *LoadCounts
 
@@ -157,7 +159,7 @@ func (l *loader) restoreKey(d *rdb.Decoder, rec *rdb.Record) error {
 	}
 	if empty, err := rdb.IsEmpty(raw); err != nil || empty {
 		if err != nil {
-			return fmt.Errorf("snapshot: key %q: %w", rec.Key, err)
+			return fmt.Errorf("snapshot: key %s: %w", l.keys.Quote(rec.Key), err)
 		}
 		l.counts.Empty.Add(1)
 		return nil
@@ -205,7 +207,7 @@ func (l *loader) startRewrite(rec *rdb.Record) (*rewrite.Key, error) {
 		}
 		return l.w.Write(writer.Op{Args: args, Key: rec.Key})
 	}
-	k, err := rewrite.Start(rec, rewrite.Options{Target: l.target, DropUnsupported: l.drop}, emit)
+	k, err := rewrite.Start(rec, rewrite.Options{Target: l.target, DropUnsupported: l.drop, Keys: l.keys}, emit)
 	if err != nil {
 		return nil, err
 	}
@@ -229,7 +231,7 @@ func (l *loader) finish(k *rewrite.Key, rec *rdb.Record) error {
 
 func (l *loader) dropped(rec *rdb.Record, what string) {
 	if n := l.counts.Dropped.Add(1); n <= droppedWarnings {
-		l.log.Warn("dropped what the target cannot hold (--drop-unsupported)", "db", rec.DB, "key", string(rec.Key), "dropped", what)
+		l.log.Warn("dropped what the target cannot hold (--drop-unsupported)", "db", rec.DB, "key", l.keys.Quote(rec.Key), "dropped", what)
 		if n == droppedWarnings {
 			l.log.Warn("further drops are counted, not logged")
 		}

@@ -24,6 +24,7 @@ import (
 	"github.com/resync/resync/internal/cluster"
 	"github.com/resync/resync/internal/dialer"
 	"github.com/resync/resync/internal/filter"
+	"github.com/resync/resync/internal/keyname"
 	"github.com/resync/resync/internal/rdb"
 	"github.com/resync/resync/internal/receiver"
 	"github.com/resync/resync/internal/redisproc"
@@ -268,11 +269,15 @@ func New(cfg Config) *Task {
 		cfg.BigKeyElements = 0
 	}
 	cfg.Filter.ReservedPrefix = ReservedPrefix
+	cfg.Filter.Keys = keyname.Style{Redact: cfg.RedactKeys}
 	t := &Task{cfg: cfg, source: cfg.Source, target: cfg.Target, log: cfg.Logger.With("task", cfg.Name), state: StatePrecheck, byName: map[string]int64{}}
 	t.rdbTotal.Store(-1)
 	t.lagMs.Store(-1)
 	return t
 }
+
+// keys says how messages show key names (--redact-keys).
+func (t *Task) keys() keyname.Style { return keyname.Style{Redact: t.cfg.RedactKeys} }
 
 // Status is a snapshot of the task's progress.
 type Status struct {
@@ -293,12 +298,12 @@ type Status struct {
 	// RDBBytesApplied is how much of the snapshot the loader has read
 	// and written (behind RDBBytes when the target is slower).
 	RDBBytesApplied int64
-	PublishSkipped                   int64
-	Commands                         int64
-	LagMs                            int64 // -1 while unknown
-	SourceAddr                       string
-	TargetAddr                       string
-	BytesWritten                     int64
+	PublishSkipped  int64
+	Commands        int64
+	LagMs           int64 // -1 while unknown
+	SourceAddr      string
+	TargetAddr      string
+	BytesWritten    int64
 	// CommandsByName counts the stream's commands applied, by name.
 	CommandsByName map[string]int64
 	// Retries counts the reconnections after a lost connection.
@@ -777,7 +782,7 @@ type sink interface {
 func (t *Task) openTarget(ctx context.Context) (sink, error) {
 	// Never a typed nil in the interface: callers test it against nil.
 	if t.targetCluster {
-		o := router.Options{Target: t.targetOpts(), Window: t.cfg.Window, WindowBytes: t.cfg.WindowBytes,
+		o := router.Options{Target: t.targetOpts(), Window: t.cfg.Window, WindowBytes: t.cfg.WindowBytes, Keys: t.keys(),
 			CrossSlot: t.cfg.CrossSlot, SplitTransactions: t.cfg.SplitTransactions, Logger: t.log, Seeds: t.targetSeeds}
 		if t.exact() {
 			o.Checkpoint = &router.SlotCheckpoints{Key: t.slotKey, Value: t.slotValue}
@@ -788,7 +793,7 @@ func (t *Task) openTarget(ctx context.Context) (sink, error) {
 		}
 		return r, nil
 	}
-	w, err := writer.Open(ctx, writer.Options{Target: t.targetOpts(), Window: t.cfg.Window, WindowBytes: t.cfg.WindowBytes})
+	w, err := writer.Open(ctx, writer.Options{Target: t.targetOpts(), Window: t.cfg.Window, WindowBytes: t.cfg.WindowBytes, Keys: t.keys()})
 	if err != nil {
 		return nil, err
 	}
@@ -994,7 +999,7 @@ func (t *Task) fullSync(ctx context.Context, link *receiver.Link, snapshot io.Re
 func (t *Task) loader(w sink, target redisproc.Version) *loader {
 	return &loader{w: w, filter: t.filter, target: target, always: t.cfg.Rewrite == RewriteAlways,
 		bigBytes: t.cfg.BigKeyBytes, bigElems: t.cfg.BigKeyElements, drop: t.cfg.DropUnsupported,
-		log: t.log, counts: &t.counts}
+		keys: t.keys(), log: t.log, counts: &t.counts}
 }
 
 // dumpPayload appends what DUMP would return for raw: the value, the RDB

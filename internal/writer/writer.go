@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 
 	"github.com/resync/resync/internal/dialer"
+	"github.com/resync/resync/internal/keyname"
 	"github.com/resync/resync/internal/resp"
 )
 
@@ -33,6 +34,8 @@ type Options struct {
 	WindowBytes int
 	// Cluster: the target is a cluster node; see the package comment.
 	Cluster bool
+	// Keys says how errors show key names.
+	Keys keyname.Style
 }
 
 // Op is one command to apply.
@@ -72,12 +75,14 @@ type Error struct {
 	Key     string
 	Reply   string // the error reply; "" when the connection failed
 	Err     error
+	// Keys says how Error shows Key.
+	Keys keyname.Style
 }
 
 func (e *Error) Error() string {
 	what := e.Command
 	if e.Key != "" {
-		what += fmt.Sprintf(" %q", e.Key)
+		what += " " + e.Keys.QuoteString(e.Key)
 	}
 	if e.Reply != "" {
 		return fmt.Sprintf("target %s refused %s: %s", e.Addr, what, e.Reply)
@@ -319,6 +324,9 @@ func (w *Writer) Err() error {
 }
 
 func (w *Writer) setErr(err error) {
+	if e, ok := err.(*Error); ok {
+		e.Keys = w.o.Keys
+	}
 	w.mu.Lock()
 	if w.err == nil {
 		w.err = err
