@@ -478,7 +478,11 @@ func (t *Task) setResume(replID string, offset int64, db int) {
 	t.received.Store(offset)
 	t.dbs, t.baseDB = nil, db
 	t.stream = nil
-	if replID != "" {
+	// Without a replid the next session begins with a full sync: the
+	// applied offset is no stream offset any more.
+	if replID == "" {
+		t.streaming = false
+	} else {
 		t.stream = t.filter.NewStream()
 		t.stream.SetDB(db)
 	}

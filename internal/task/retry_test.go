@@ -374,3 +374,33 @@ func wantLinkKept(t *testing.T, src *redisproc.Server) {
 		t.Fatalf("sync_full %d, sync_partial_ok %d: want 1 and 0 (the link stayed up)", full, partial)
 	}
 }
+
+// TestTargetRestartsEmpty: the target comes back from a restart with
+// nothing (no persistence), its checkpoint gone with the rest. The task
+// starts over with a full sync instead of resuming a stream the target
+// never kept (this used to dereference the dropped stream filter).
+func TestTargetRestartsEmpty(t *testing.T) {
+	src, dst := redistest.Start(t), redistest.Start(t)
+	redistest.Do(t, src, "SET", "before", "1")
+	r := start(t, src, dst)
+	r.waitState(t, task.StateSynchronizing)
+	redistest.Do(t, src, "SET", "streamed", "1")
+	r.waitCaughtUp(t, src)
+	dst.Kill()
+	release := redistest.HoldPort(t, dst)
+	redistest.Do(t, src, "SET", "while-down", "1")
+	time.Sleep(1500 * time.Millisecond)
+	release()
+	if err := dst.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	redistest.Do(t, src, "SET", "after", "1")
+	waitFor(t, r, "the target filled again", func() bool {
+		return redistest.Do(t, dst, "EXISTS", "before", "streamed", "while-down", "after") == "4"
+	})
+	r.waitCaughtUpWithin(t, src, 10*time.Second)
+	assertEqual(t, src, dst)
+	if full, _ := strconv.Atoi(redisproc.InfoField(redistest.Do(t, src, "INFO", "stats"), "sync_full")); full != 2 {
+		t.Errorf("sync_full %d: want 2 (the first, and one for the empty target)", full)
+	}
+}
