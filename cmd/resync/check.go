@@ -2,10 +2,107 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
 	"io"
+	"strings"
+
+	"github.com/resync/resync/internal/dialer"
+	"github.com/resync/resync/internal/filter"
+	"github.com/resync/resync/internal/precheck"
+	"github.com/resync/resync/internal/task"
 )
 
-// runCheck is "resync check"; it comes with a later issue.
+// runCheck is "resync check": the precheck alone. It takes resync sync's
+// options, so that a sync's command line or task file is checked as it
+// stands. Exit 0 when every check passed or only warned, 1 when one
+// failed, 2 on bad usage.
 func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return notImplemented(stderr, "check")
+	fs, f := newSyncFlags(stderr)
+	fs.Init("resync check", flag.ContinueOnError)
+	output := fs.String("output", "text", "the report's format: text or json")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: resync check --source URL --target URL [resync sync's options]")
+		fmt.Fprintln(stderr, "\nThe checks (--skip-check NAME waives one; not reachable or auth):\n  "+strings.Join(precheck.Names(), ", ")+"\n\noptions:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	fail := func(err error) int {
+		fmt.Fprintln(stderr, "resync check:", err)
+		return exitUsage
+	}
+	var warnings []string
+	if *f.config != "" {
+		var err error
+		if warnings, err = applyConfig(fs, *f.config, f.source, f.target); err != nil {
+			return fail(err)
+		}
+	}
+	if *f.source.url == "" || *f.target.url == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "resync check: --source and --target are required (or a --config file giving them)")
+		fs.Usage()
+		return exitUsage
+	}
+	if *output != "text" && *output != "json" {
+		return fail(fmt.Errorf("--output %q: text or json", *output))
+	}
+	log, err := newLogger(*f.logFormat, stderr)
+	if err != nil {
+		return fail(err)
+	}
+	for _, w := range warnings {
+		log.Warn(w)
+	}
+	src, err := f.source.options(log)
+	if err != nil {
+		return fail(err)
+	}
+	dst, err := f.target.options(log)
+	if err != nil {
+		return fail(err)
+	}
+	if *f.ioTimeout <= 0 {
+		return fail(fmt.Errorf("--io-timeout %s: want a positive duration", *f.ioTimeout))
+	}
+	src.IOTimeout, dst.IOTimeout = *f.ioTimeout, *f.ioTimeout
+	fc, err := f.sel.config()
+	if err == nil {
+		// The load flags are checked as sync checks them: a mistake there
+		// is one here too.
+		err = f.load.apply(&task.Config{})
+	}
+	if err != nil {
+		return fail(err)
+	}
+	cfg := precheckConfig(f, src, dst, fc)
+	if err := cfg.Validate(); err != nil {
+		return fail(err)
+	}
+	rep := precheck.Run(ctx, cfg)
+	if *output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			fmt.Fprintln(stderr, "resync check:", err)
+			return exitFailed
+		}
+	} else {
+		rep.WriteText(stdout)
+	}
+	if rep.Failed() {
+		return exitProblem
+	}
+	return exitOK
+}
+
+// precheckConfig is the precheck of a sync's settings: the endpoints as
+// the flags give them (options), the selection (selectionFlags.config),
+// and the task's name, conflict rule, reset, drop and waived checks.
+func precheckConfig(f *syncFlags, src, dst dialer.Options, fc filter.Config) precheck.Config {
+	return precheck.Config{Source: src, Target: dst, Name: *f.name, Filter: fc,
+		OnConflict: *f.load.onConflict, Reset: *f.reset, DropUnsupported: *f.load.drop,
+		Skip: f.skipCheck.values}
 }

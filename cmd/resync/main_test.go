@@ -35,7 +35,7 @@ func TestUsage(t *testing.T) {
 }
 
 func TestNotYetBuiltCommandsSaySo(t *testing.T) {
-	for _, name := range []string{"check", "bench"} {
+	for _, name := range []string{"bench"} {
 		code, _, errOut := runCLI(name, "--source", "redis://127.0.0.1:1")
 		if code != exitUsage || !strings.Contains(errOut, "not implemented yet") {
 			t.Errorf("%s: exit %d, %q", name, code, errOut)
