@@ -3,7 +3,7 @@ GO ?= go
 # The whole suite, fault tests included, must stay well under CI's 20 minutes.
 TEST_TIMEOUT ?= 15m
 
-.PHONY: all build test demo redis-server vet fuzz bench soak clean
+.PHONY: all build test demo redis-server chromium vet fuzz bench soak clean
 
 all: build
 
@@ -13,11 +13,15 @@ build:
 redis-server:
 	@./.ci/install-redis
 
+# The status dashboard's browser test drives it headless.
+chromium:
+	@./.ci/install-chromium
+
 vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
 
-test: redis-server vet
+test: redis-server chromium vet
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 
 demo: redis-server

@@ -1,17 +1,24 @@
 // Package status serves a running task's state over HTTP: GET /status as
-// the JSON DESIGN.md pins, GET /metrics in Prometheus text.
+// the JSON DESIGN.md pins, GET /metrics in Prometheus text, and at / a
+// dashboard page that reads /status alone.
 package status
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/resync/resync/internal/task"
@@ -19,14 +26,32 @@ import (
 
 // Doc is the /status document.
 type Doc struct {
-	Name  string `json:"name"`
-	State string `json:"state"`
-	Mode  string `json:"mode"`
-	LagMs *int64 `json:"lag_ms"`
+	// Time is when the document was made, on resync's clock: rates are
+	// differences of counters over differences of Time.
+	Time  time.Time `json:"time"`
+	Name  string    `json:"name"`
+	State string    `json:"state"`
+	Mode  string    `json:"mode"`
+	LagMs *int64    `json:"lag_ms"`
 	// Retries counts reconnections after lost connections.
-	Retries int64    `json:"retries"`
-	Shards  []Shard  `json:"shards"`
-	Targets []Target `json:"targets"`
+	Retries int64 `json:"retries"`
+	// CommandsApplied counts the stream's commands written to the
+	// target, KeysWritten the keys the full sync wrote: counters, whose
+	// rates a reader derives.
+	CommandsApplied int64 `json:"commands_applied"`
+	KeysWritten     int64 `json:"keys_written"`
+	// ErrorsTotal counts every error the task met; Errors lists the
+	// last few, oldest first (never null).
+	ErrorsTotal int64        `json:"errors_total"`
+	Errors      []ErrorEvent `json:"errors"`
+	Shards      []Shard      `json:"shards"`
+	Targets     []Target     `json:"targets"`
+}
+
+// ErrorEvent is one error the task met.
+type ErrorEvent struct {
+	Time time.Time `json:"time"` // RFC 3339
+	Text string    `json:"text"`
 }
 
 // Shard is one source master's progress.
@@ -36,9 +61,9 @@ type Shard struct {
 	ReceivedOffset int64  `json:"received_offset"`
 	AppliedOffset  int64  `json:"applied_offset"`
 	State          string `json:"state"`
-	// LagMs is this shard's lag, for a cluster source (the task's is
-	// the worst of them).
-	LagMs    *int64   `json:"lag_ms,omitempty"`
+	// LagMs is this shard's lag (null while unknown); the task's is the
+	// worst of its shards'.
+	LagMs    *int64   `json:"lag_ms"`
 	FullSync FullSync `json:"full_sync"`
 	Spool    Spool    `json:"spool"`
 }
@@ -56,7 +81,10 @@ type Spool struct {
 type FullSync struct {
 	RDBBytesTotal    *int64 `json:"rdb_bytes_total"`
 	RDBBytesReceived int64  `json:"rdb_bytes_received"`
-	KeysWritten      int64  `json:"keys_written"`
+	// RDBBytesApplied is how much of the snapshot has been read and
+	// written to the target (behind received when the target is slower).
+	RDBBytesApplied int64 `json:"rdb_bytes_applied"`
+	KeysWritten     int64 `json:"keys_written"`
 	// What the full sync left out, or wrote as commands rather than
 	// RESTORE (an older target, --rewrite always, big keys in chunks),
 	// and dropped as more than the target can hold.
@@ -75,35 +103,42 @@ type Target struct {
 	LastError string `json:"last_error"`
 }
 
+// known is v, or nil for the -1 that stands for unknown.
+func known(v int64) *int64 {
+	if v < 0 {
+		return nil
+	}
+	return &v
+}
+
+// shardsOf lists a task's source shards: a cluster source's masters, or
+// the standalone source itself as the one shard.
+func shardsOf(st task.Status) []task.Status {
+	if len(st.Shards) > 0 {
+		return st.Shards
+	}
+	return []task.Status{st}
+}
+
 // FromTask builds the document from a task's status.
 func FromTask(st task.Status) Doc {
-	known := func(v int64) *int64 {
-		if v < 0 {
-			return nil
-		}
-		return &v
-	}
-	shard := func(st task.Status) Shard {
-		return Shard{Source: st.SourceAddr, ReplID: st.ReplID, ReceivedOffset: st.Received,
-			AppliedOffset: st.Applied, State: st.State,
-			FullSync: FullSync{RDBBytesTotal: known(st.RDBBytesTotal), RDBBytesReceived: st.RDBBytes, KeysWritten: st.KeysWritten,
-				KeysFiltered: st.KeysFiltered, KeysEmpty: st.KeysEmpty, KeysRewritten: st.KeysRewritten,
-				BigKeys: st.BigKeys, Dropped: st.Dropped},
-			Spool: Spool{MemoryBytes: st.SpoolMemBytes, DiskBytes: st.SpoolDiskBytes, BackPressure: st.BackPressure}}
-	}
 	d := Doc{
-		Name: st.Name, State: st.State, Mode: "psync", LagMs: known(st.LagMs), Retries: st.Retries,
-		Shards:  []Shard{shard(st)},
+		Time: time.Now(), Name: st.Name, State: st.State, Mode: "psync", LagMs: known(st.LagMs), Retries: st.Retries,
+		CommandsApplied: st.Commands, KeysWritten: st.KeysWritten, ErrorsTotal: st.ErrorsTotal,
+		Errors: make([]ErrorEvent, 0, len(st.Errors)),
+		// One target per task so far; the list is ready for more.
 		Targets: []Target{{Address: st.TargetAddr, State: st.State, LagMs: known(st.LagMs), LastError: st.LastError}},
 	}
-	if len(st.Shards) > 0 {
-		// A cluster source: one entry per master.
-		d.Shards = nil
-		for _, s := range st.Shards {
-			sh := shard(s)
-			sh.LagMs = known(s.LagMs)
-			d.Shards = append(d.Shards, sh)
-		}
+	for _, e := range st.Errors {
+		d.Errors = append(d.Errors, ErrorEvent{Time: e.Time, Text: e.Text})
+	}
+	for _, s := range shardsOf(st) {
+		d.Shards = append(d.Shards, Shard{Source: s.SourceAddr, ReplID: s.ReplID, ReceivedOffset: s.Received,
+			AppliedOffset: s.Applied, State: s.State, LagMs: known(s.LagMs),
+			FullSync: FullSync{RDBBytesTotal: known(s.RDBBytesTotal), RDBBytesReceived: s.RDBBytes, RDBBytesApplied: s.RDBBytesApplied,
+				KeysWritten: s.KeysWritten, KeysFiltered: s.KeysFiltered, KeysEmpty: s.KeysEmpty, KeysRewritten: s.KeysRewritten,
+				BigKeys: s.BigKeys, Dropped: s.Dropped},
+			Spool: Spool{MemoryBytes: s.SpoolMemBytes, DiskBytes: s.SpoolDiskBytes, BackPressure: s.BackPressure}})
 	}
 	return d
 }
@@ -113,23 +148,116 @@ type Options struct {
 	// Token, when set, is required of every request: as a bearer token
 	// (Authorization: Bearer TOKEN) or as the password of HTTP basic
 	// authentication (what a browser prompts for). A listener on other
-	// than a loopback address requires one.
+	// than a loopback address requires one (CheckListen).
 	Token string
 	// Pprof serves net/http/pprof under /debug/pprof/ (off by default).
 	Pprof bool
 }
 
-// Handler serves /status and /metrics for a task.
+// CheckListen refuses to serve the status without a token on other than
+// a loopback address: the status and metrics name the source and target,
+// and pprof exposes the process. An empty host listens on every
+// interface, so it is not loopback.
+func CheckListen(addr, token string) error {
+	if token != "" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("status address %q: %w", addr, err)
+	}
+	if strings.EqualFold(host, "localhost") {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	where := "every interface"
+	if host != "" {
+		where = host
+	}
+	return fmt.Errorf("the status server would listen on %s, beyond this machine, with no token: "+
+		"pass --status-token or --status-token-file, or listen on 127.0.0.1", where)
+}
+
+// Timeouts of the status server: its answers are small and quick. A
+// pprof profile or trace runs longer than writeTimeout; net/http/pprof
+// extends its own write deadline by the duration asked for.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 10 * time.Second
+	writeTimeout      = 30 * time.Second
+	idleTimeout       = 2 * time.Minute
+)
+
+// Handler serves the dashboard at /, /status and /metrics for a task,
+// and pprof under /debug/pprof/ when o.Pprof.
 func Handler(t *task.Task, o Options) http.Handler {
+	return handler(t.Status, o)
+}
+
+// handler is Handler over any source of status (tests feed it one).
+func handler(status func() task.Status, o Options) http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collector{t}, prometheus.NewGoCollector())
+	reg.MustRegister(collector{status}, collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(FromTask(t.Status()))
+		w.Header().Set("Cache-Control", "no-store")
+		json.NewEncoder(w).Encode(FromTask(status()))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	return mux
+	serveDashboard(mux)
+	if o.Pprof {
+		// On this mux only: importing net/http/pprof also registers
+		// it on http.DefaultServeMux, which resync never serves.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	var h http.Handler = mux
+	if o.Token != "" {
+		h = requireToken(o.Token, h)
+	}
+	return nosniff(h)
+}
+
+func nosniff(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		h.ServeHTTP(w, r)
+	})
+}
+
+// requireToken lets through the requests that carry token, as a bearer
+// token or as a basic-auth password (any user name); the others get a
+// 401 that makes a browser ask for it.
+func requireToken(token string, h http.Handler) http.Handler {
+	// Hashes are compared so that the time taken reveals nothing, not
+	// even the token's length.
+	want := sha256.Sum256([]byte(token))
+	matches := func(got string) bool {
+		sum := sha256.Sum256([]byte(got))
+		return subtle.ConstantTimeCompare(sum[:], want[:]) == 1
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth := r.Header.Get("Authorization")
+		ok := false
+		if scheme, cred, found := strings.Cut(auth, " "); found && strings.EqualFold(scheme, "Bearer") {
+			ok = matches(strings.TrimSpace(cred))
+		} else if _, pw, found := r.BasicAuth(); found {
+			ok = matches(pw)
+		}
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Basic realm="resync", charset="UTF-8"`)
+			http.Error(w, "401 unauthorized: this status server wants its token (--status-token)", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // Server is a running status server.
@@ -143,7 +271,7 @@ type Server struct {
 func Start(addr string, t *task.Task, log *slog.Logger, o Options) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("status server: %w", err)
 	}
 	return Serve(ln, t, log, o), nil
 }
@@ -151,7 +279,11 @@ func Start(addr string, t *task.Task, log *slog.Logger, o Options) (*Server, err
 // Serve serves the task on a listener the caller opened (to know its
 // port before the task exists).
 func Serve(ln net.Listener, t *task.Task, log *slog.Logger, o Options) *Server {
-	s := &Server{srv: &http.Server{Handler: Handler(t, o), ReadHeaderTimeout: 5 * time.Second}, addr: ln.Addr().String(), done: make(chan error, 1)}
+	s := &Server{
+		srv: &http.Server{Handler: Handler(t, o), ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
+			WriteTimeout: writeTimeout, IdleTimeout: idleTimeout},
+		addr: ln.Addr().String(), done: make(chan error, 1),
+	}
 	go func() {
 		err := s.srv.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -160,7 +292,8 @@ func Serve(ln net.Listener, t *task.Task, log *slog.Logger, o Options) *Server {
 		s.done <- err
 	}()
 	if log != nil {
-		log.Info("status server", "addr", "http://"+s.addr+"/status", "metrics", "http://"+s.addr+"/metrics")
+		log.Info("status server", "dashboard", "http://"+s.addr+"/", "status", "http://"+s.addr+"/status",
+			"metrics", "http://"+s.addr+"/metrics", "token", o.Token != "", "pprof", o.Pprof)
 	}
 	return s
 }
@@ -174,94 +307,4 @@ func (s *Server) Close() error {
 	defer cancel()
 	s.srv.Shutdown(ctx)
 	return <-s.done
-}
-
-// collector reads the task's status at each scrape: no state of its own.
-type collector struct{ t *task.Task }
-
-var (
-	labels    = []string{"task"}
-	descState = prometheus.NewDesc("resync_state", "1 for the task's current state.", []string{"task", "state"}, nil)
-	descLag   = prometheus.NewDesc("resync_lag_milliseconds", "End-to-end lag measured by the heartbeat (absent while unknown).", labels, nil)
-	descRecv  = prometheus.NewDesc("resync_received_offset", "Replication offset of the last byte read from the source.", labels, nil)
-	descAppl  = prometheus.NewDesc("resync_applied_offset", "Replication offset confirmed on the target.", labels, nil)
-	descKeys  = prometheus.NewDesc("resync_full_sync_keys_written_total", "Keys written by the full sync.", labels, nil)
-	descRDB   = prometheus.NewDesc("resync_full_sync_rdb_bytes_total", "Snapshot bytes received.", labels, nil)
-	descBytes = prometheus.NewDesc("resync_written_bytes_total", "Bytes of commands written to the target.", labels, nil)
-	descCmds  = prometheus.NewDesc("resync_commands_applied_total", "Commands of the stream applied, by name.", []string{"task", "command"}, nil)
-	descPub   = prometheus.NewDesc("resync_publish_skipped_total", "PUBLISH commands of the stream not replayed.", labels, nil)
-	descErrs  = prometheus.NewDesc("resync_errors_total", "Failures of the task.", labels, nil)
-	descRetry = prometheus.NewDesc("resync_retries_total", "Reconnections after a lost source or target connection.", labels, nil)
-	descSpool = prometheus.NewDesc("resync_spool_bytes", "Stream received and not yet written, by where it waits: memory or disk.", []string{"task", "where"}, nil)
-	descBack  = prometheus.NewDesc("resync_back_pressure", "1 while memory and spool are full and resync has stopped reading the source.", labels, nil)
-	// A cluster source's shards, one series each (by source master).
-	shardLabels   = []string{"task", "shard"}
-	descShardLag  = prometheus.NewDesc("resync_shard_lag_milliseconds", "A cluster source shard's lag (absent while unknown).", shardLabels, nil)
-	descShardRecv = prometheus.NewDesc("resync_shard_received_offset", "A cluster source shard's received offset.", shardLabels, nil)
-	descShardAppl = prometheus.NewDesc("resync_shard_applied_offset", "A cluster source shard's applied offset.", shardLabels, nil)
-	descShardKeys = prometheus.NewDesc("resync_shard_full_sync_keys_written_total", "Keys a cluster source shard's full sync wrote.", shardLabels, nil)
-	descSkip      = prometheus.NewDesc("resync_skipped_total", "What the task deliberately did not write, by reason: "+
-		"keys_filtered and commands_filtered (the selection and filters), partial_filter (--on-partial-filter skip), "+
-		"empty (empty collections), dropped_unsupported (--drop-unsupported).", []string{"task", "reason"}, nil)
-	descRewr = prometheus.NewDesc("resync_full_sync_keys_rewritten_total", "Keys the full sync wrote as commands, by why: "+
-		"rewrite (the target cannot load the payload, or --rewrite always) or big (chunked).", []string{"task", "why"}, nil)
-)
-
-var states = []string{task.StatePrecheck, task.StateFullSync, task.StateSynchronizing, task.StateRetrying, task.StateFailed, task.StateStopped}
-
-func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descState, descLag, descRecv, descAppl, descKeys, descRDB, descBytes, descCmds, descPub, descErrs, descRetry, descSpool, descBack, descSkip, descRewr,
-		descShardLag, descShardRecv, descShardAppl, descShardKeys} {
-		ch <- d
-	}
-}
-
-func (c collector) Collect(ch chan<- prometheus.Metric) {
-	st := c.t.Status()
-	for _, s := range states {
-		v := 0.0
-		if s == st.State {
-			v = 1
-		}
-		ch <- prometheus.MustNewConstMetric(descState, prometheus.GaugeValue, v, st.Name, s)
-	}
-	if st.LagMs >= 0 {
-		ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(st.LagMs), st.Name)
-	}
-	for _, sh := range st.Shards {
-		if sh.LagMs >= 0 {
-			ch <- prometheus.MustNewConstMetric(descShardLag, prometheus.GaugeValue, float64(sh.LagMs), st.Name, sh.SourceAddr)
-		}
-		ch <- prometheus.MustNewConstMetric(descShardRecv, prometheus.GaugeValue, float64(sh.Received), st.Name, sh.SourceAddr)
-		ch <- prometheus.MustNewConstMetric(descShardAppl, prometheus.GaugeValue, float64(sh.Applied), st.Name, sh.SourceAddr)
-		ch <- prometheus.MustNewConstMetric(descShardKeys, prometheus.CounterValue, float64(sh.KeysWritten), st.Name, sh.SourceAddr)
-	}
-	ch <- prometheus.MustNewConstMetric(descRecv, prometheus.GaugeValue, float64(st.Received), st.Name)
-	ch <- prometheus.MustNewConstMetric(descAppl, prometheus.GaugeValue, float64(st.Applied), st.Name)
-	ch <- prometheus.MustNewConstMetric(descKeys, prometheus.CounterValue, float64(st.KeysWritten), st.Name)
-	ch <- prometheus.MustNewConstMetric(descRDB, prometheus.CounterValue, float64(st.RDBBytes), st.Name)
-	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(st.BytesWritten), st.Name)
-	for name, n := range st.CommandsByName {
-		ch <- prometheus.MustNewConstMetric(descCmds, prometheus.CounterValue, float64(n), st.Name, name)
-	}
-	ch <- prometheus.MustNewConstMetric(descPub, prometheus.CounterValue, float64(st.PublishSkipped), st.Name)
-	for reason, n := range map[string]int64{"keys_filtered": st.KeysFiltered, "commands_filtered": st.CommandsFiltered,
-		"partial_filter": st.PartialSkipped, "empty": st.KeysEmpty, "dropped_unsupported": st.Dropped} {
-		ch <- prometheus.MustNewConstMetric(descSkip, prometheus.CounterValue, float64(n), st.Name, reason)
-	}
-	ch <- prometheus.MustNewConstMetric(descRewr, prometheus.CounterValue, float64(st.KeysRewritten), st.Name, "rewrite")
-	ch <- prometheus.MustNewConstMetric(descRewr, prometheus.CounterValue, float64(st.BigKeys), st.Name, "big")
-	errs := 0.0
-	if st.State == task.StateFailed {
-		errs = 1
-	}
-	ch <- prometheus.MustNewConstMetric(descErrs, prometheus.CounterValue, errs, st.Name)
-	ch <- prometheus.MustNewConstMetric(descRetry, prometheus.CounterValue, float64(st.Retries), st.Name)
-	ch <- prometheus.MustNewConstMetric(descSpool, prometheus.GaugeValue, float64(st.SpoolMemBytes), st.Name, "memory")
-	ch <- prometheus.MustNewConstMetric(descSpool, prometheus.GaugeValue, float64(st.SpoolDiskBytes), st.Name, "disk")
-	back := 0.0
-	if st.BackPressure {
-		back = 1
-	}
-	ch <- prometheus.MustNewConstMetric(descBack, prometheus.GaugeValue, back, st.Name)
 }

@@ -88,16 +88,32 @@ func TestStatusAndMetrics(t *testing.T) {
 		}
 	}
 	time.Sleep(150 * time.Millisecond) // the next progress tick
+	if err := json.Unmarshal([]byte(get(t, base+"/status")), &d); err != nil || d.CommandsApplied < 1 || d.KeysWritten != 20001 ||
+		d.Errors == nil || len(d.Errors) != 0 || d.ErrorsTotal != 0 || d.Shards[0].LagMs == nil || d.Shards[0].FullSync.RDBBytesApplied == 0 {
+		t.Fatalf("status %+v %v", d, err)
+	}
 	m := get(t, base+"/metrics")
+	shard, target := `shard="`+src.Addr+`"`, `target="`+dst.Addr+`"`
 	for _, want := range []string{
 		`resync_state{state="synchronizing",task="st"} 1`,
 		`resync_commands_applied_total{command="SET",task="st"}`,
-		`resync_full_sync_keys_written_total{task="st"} 20001`,
-		"resync_applied_offset", "resync_lag_milliseconds", "resync_publish_skipped_total", "go_goroutines",
-		`resync_retries_total{task="st"} 0`, `resync_spool_bytes{task="st",where="disk"} 0`, `resync_back_pressure{task="st"} 0`,
+		`resync_full_sync_keys_written_total{` + shard + `,task="st"} 20001`,
+		`resync_applied_offset_bytes{` + shard + `,task="st"}`, `resync_received_offset_bytes{` + shard + `,task="st"}`,
+		`resync_lag_seconds{` + shard + `,task="st"}`, `resync_target_lag_seconds{` + target + `,task="st"}`,
+		`resync_full_sync_rdb_received_bytes_total{` + shard + `,task="st"}`, `resync_full_sync_rdb_applied_bytes_total{` + shard + `,task="st"}`,
+		`resync_written_bytes_total{` + target + `,task="st"}`, `resync_errors_total{task="st"} 0`,
+		`resync_publish_skipped_total{` + shard + `,task="st"} 0`, "go_goroutines", "process_resident_memory_bytes",
+		`resync_retries_total{` + shard + `,task="st"} 0`, `resync_spool_bytes{` + shard + `,task="st",where="disk"} 0`,
+		`resync_back_pressure{` + shard + `,task="st"} 0`,
 	} {
 		if !strings.Contains(m, want) {
 			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	// A diskless snapshot's size is unknown: no series rather than 0.
+	for _, not := range []string{"resync_full_sync_rdb_size_bytes{", "_milliseconds"} {
+		if strings.Contains(m, not) {
+			t.Errorf("/metrics has %s", not)
 		}
 	}
 	cancel()

@@ -274,7 +274,7 @@ func TestClusterSource(t *testing.T) {
 	// Per shard in /status and /metrics too.
 	rec := httptest.NewRecorder()
 	status.Handler(toFour.task, status.Options{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	if n := strings.Count(rec.Body.String(), "resync_shard_lag_milliseconds{"); n != 3 {
+	if n := strings.Count(rec.Body.String(), "resync_lag_seconds{"); n != 3 {
 		t.Fatalf("%d shard lag series:\n%s", n, rec.Body.String())
 	}
 	rec = httptest.NewRecorder()

@@ -166,6 +166,7 @@ func aggregate(st *Status, shards []Status) {
 		st.RDBBytes += s.RDBBytes
 		st.RDBBytesApplied += s.RDBBytesApplied
 		st.Errors = append(st.Errors, s.Errors...)
+		st.ErrorsTotal += s.ErrorsTotal
 		st.PublishSkipped += s.PublishSkipped
 		st.Commands += s.Commands
 		st.Retries += s.Retries

@@ -145,6 +145,7 @@ type Task struct {
 	state     string
 	lastError string
 	errors    []ErrorEvent // the last maxErrors errors, oldest first
+	errorsAll int64        // every error noted, for a monotone count
 	replID    string
 	retries   int64
 	healthy   time.Time // when the current session began streaming; zero when not
@@ -316,6 +317,9 @@ type Status struct {
 	// Errors are the task's last errors (failures and retried
 	// connection losses), oldest first.
 	Errors []ErrorEvent
+	// ErrorsTotal counts every error the task met (Errors keeps only
+	// the last few): a counter for metrics.
+	ErrorsTotal int64
 	// Shards are a cluster source's masters, one status each; the
 	// fields above then sum them (the lag is the worst).
 	Shards []Status
@@ -334,6 +338,7 @@ const maxErrors = 20
 func (t *Task) noteError(err error) {
 	t.lastError = err.Error()
 	t.errors = append(t.errors, ErrorEvent{Time: time.Now(), Text: t.lastError})
+	t.errorsAll++
 	if len(t.errors) > maxErrors {
 		t.errors = slices.Delete(t.errors, 0, len(t.errors)-maxErrors)
 	}
@@ -363,7 +368,7 @@ func (t *Task) ownStatus() Status {
 		KeysFiltered: t.counts.Filtered.Load(), KeysEmpty: t.counts.Empty.Load(), KeysRewritten: t.counts.Rewritten.Load(),
 		BigKeys: t.counts.Big.Load(), Dropped: t.counts.Dropped.Load(),
 		CommandsFiltered: t.filtered.Load(), PartialSkipped: t.partial.Load(),
-		RDBBytes: t.rdbBytes.Load(), RDBBytesTotal: t.rdbTotal.Load(), RDBBytesApplied: t.rdbRead.Load(), Errors: slices.Clone(t.errors),
+		RDBBytes: t.rdbBytes.Load(), RDBBytesTotal: t.rdbTotal.Load(), RDBBytesApplied: t.rdbRead.Load(), Errors: slices.Clone(t.errors), ErrorsTotal: t.errorsAll,
 		PublishSkipped: t.published.Load(), Commands: t.commands.Load(), LagMs: t.lagMs.Load(),
 		SourceAddr: t.source.Addr, TargetAddr: t.target.Addr, BytesWritten: t.bytesOut.Load() + t.counts.Bytes.Load(),
 		CommandsByName: maps.Clone(t.byName), Retries: t.retries}
