@@ -24,6 +24,7 @@ func runDump(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	out := fs.String("o", "", "the RDB file to write")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	output := fs.String("output", "text", "the summary's format: text or json")
+	config := fs.String("config", "", "a TOML task file (a sync's: its source applies); flags given here win")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -31,8 +32,15 @@ func runDump(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "resync dump:", err)
 		return exitUsage
 	}
+	var warnings []string
+	if *config != "" {
+		var err error
+		if warnings, err = applyConfig(fs, *config, source, nil); err != nil {
+			return fail(err)
+		}
+	}
 	if *source.url == "" || *out == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "resync dump: --source and -o FILE.rdb are required")
+		fmt.Fprintln(stderr, "resync dump: --source (or a --config file giving it) and -o FILE.rdb are required")
 		fs.Usage()
 		return exitUsage
 	}
@@ -42,6 +50,9 @@ func runDump(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	log, err := newLogger(*logFormat, stderr)
 	if err != nil {
 		return fail(err)
+	}
+	for _, w := range warnings {
+		log.Warn(w)
 	}
 	src, err := source.options(log)
 	if err != nil {

@@ -243,11 +243,20 @@ func TestLockCheckpointReset(t *testing.T) {
 		t.Fatalf("sync_full %d, sync_partial_ok %d; want 1 and 1", full, partial)
 	}
 
-	// --reset: the checkpoint goes, and the target's keys are someone
-	// else's again (intercept refuses).
+	// --reset: the target's keys are someone else's again, and the
+	// precheck refuses them (intercept) before anything is deleted.
 	code, _, errOut = runCLI(append([]string{"sync", "--reset"}, args...)...)
-	if code != exitFailed || !strings.Contains(errOut, "the target is not empty: db0 holds 3 keys") {
+	if code != exitProblem || !strings.Contains(errOut, "the target is not empty: db0 holds 3 keys") {
 		t.Fatalf("--reset on a target holding the synced keys: exit %d, %s", code, errOut)
+	}
+	if _, ok := checkpointOf(t, "lk", dst); !ok {
+		t.Fatal("a refused --reset deleted the checkpoint")
+	}
+	// Waived, the task itself applies the rule: it forgets its
+	// checkpoint first, then refuses.
+	code, _, errOut = runCLI(append([]string{"sync", "--reset", "--skip-check", "conflict"}, args...)...)
+	if code != exitFailed || !strings.Contains(errOut, "the target is not empty: db0 holds 3 keys") {
+		t.Fatalf("--reset --skip-check conflict: exit %d, %s", code, errOut)
 	}
 	if _, ok := checkpointOf(t, "lk", dst); ok {
 		t.Fatal("--reset left the checkpoint")

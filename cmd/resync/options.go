@@ -1,11 +1,11 @@
 package main
 
 import (
-	"cmp"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 
@@ -41,7 +41,21 @@ func (l *listFlag) repeatable() {}
 // the same powers of two).
 type byteSize int
 
-func (b *byteSize) String() string { return strconv.Itoa(int(*b)) }
+// String prints the size as parseSize reads it back, in the largest
+// binary unit that divides it (64MiB, not 67108864): -h and the example
+// task file show it so.
+func (b *byteSize) String() string {
+	n := int(*b)
+	for _, u := range []struct {
+		suffix string
+		mult   int
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n != 0 && n%u.mult == 0 {
+			return strconv.Itoa(n/u.mult) + u.suffix
+		}
+	}
+	return strconv.Itoa(n)
+}
 func (b *byteSize) Set(s string) error {
 	n, err := parseSize(s)
 	if err != nil {
@@ -190,42 +204,93 @@ func (l *loadFlags) apply(cfg *task.Config) error {
 	return nil
 }
 
-// endpointFlags are one side's URL and password file.
+// endpointFlags are how to reach one side: its URL, password file and TLS
+// files. TLS is on with a rediss:// URL or with any --SIDE-tls-* flag.
 type endpointFlags struct {
-	side        string // "source" or "target"
-	url, pwFile *string
+	side                            string // "source" or "target"
+	url, pwFile                     *string
+	tlsCA, tlsCert, tlsKey, tlsName *string
+	insecure                        flag.Getter // --tls-insecure: one flag for both sides
+
+	// What a task file's table gives that has no flag of its own.
+	filePassword string
+	fileInsecure *bool // the table's tls_insecure, unless --tls-insecure was given
+	urlFromFile  bool  // the URL is the table's: no process-list warning for its password
 }
 
+// addEndpointFlags defines one side's flags in fs, and --tls-insecure
+// with the first side.
 func addEndpointFlags(fs *flag.FlagSet, side string) *endpointFlags {
-	env := "RESYNC_" + strings.ToUpper(side) + "_PASSWORD"
-	return &endpointFlags{side: side,
-		url:    fs.String(side, "", side+" URL: redis://[user[:password]@]host:port"),
-		pwFile: fs.String(side+"-password-file", "", "file holding the "+side+"'s password (else $"+env+")")}
+	if fs.Lookup("tls-insecure") == nil {
+		fs.Bool("tls-insecure", false, "skip TLS certificate verification, both sides (for tests: anyone on the network path can pose as the server); it does not turn TLS on")
+	}
+	on := "; turns TLS on"
+	return &endpointFlags{side: side, insecure: fs.Lookup("tls-insecure").Value.(flag.Getter),
+		url:     fs.String(side, "", side+" URL: redis://[user[:password]@]host:port[/db], or rediss:// for TLS"),
+		pwFile:  fs.String(side+"-password-file", "", "file holding the "+side+"'s password (else $"+passwordEnv(side)+"); an ACL user goes in the URL: redis://user@host:port"),
+		tlsCA:   fs.String(side+"-tls-ca", "", "PEM file of the CA(s) that sign the "+side+"'s certificate (default: the system's)"+on),
+		tlsCert: fs.String(side+"-tls-cert", "", "client certificate (PEM) for a "+side+" that requires one, with --"+side+"-tls-key"+on),
+		tlsKey:  fs.String(side+"-tls-key", "", "the client certificate's private key (PEM)"+on),
+		tlsName: fs.String(side+"-tls-server-name", "", "the name the "+side+"'s certificate must hold (default: the URL's host)"+on)}
 }
 
-// options reads the URL and its password (see endpoint).
+// passwordEnv is the environment variable that may hold a side's password.
+func passwordEnv(side string) string { return "RESYNC_" + strings.ToUpper(side) + "_PASSWORD" }
+
+// options builds the dialer options: the URL; its password from, in
+// order, a password file, the environment, the URL, the task file's
+// table; and TLS, checked (its files are read now, so that a mistake is
+// a usage error).
 func (e *endpointFlags) options(log *slog.Logger) (dialer.Options, error) {
-	return endpoint(e.side, *e.url, *e.pwFile, "RESYNC_"+strings.ToUpper(e.side)+"_PASSWORD", log)
-}
-
-// applyConfig fills the flags the command line left unset from a task
-// file (--config), the source and target from its tables.
-func applyConfig(fs *flag.FlagSet, path string, src, dst *endpointFlags) error {
-	f, err := readTaskFile(path)
+	o, err := dialer.ParseURL(*e.url)
 	if err != nil {
-		return err
+		return o, fmt.Errorf("--%s: %w", e.side, err)
 	}
-	if err := f.apply(fs, path); err != nil {
-		return err
+	env := passwordEnv(e.side)
+	if o.Password != "" && !e.urlFromFile {
+		log.Warn("a password in a URL on the command line shows in the process list: use --" + e.side + "-password-file or $" + env)
 	}
-	fill := func(e *endpointFlags, in endpointIn) {
-		if e != nil && *e.url == "" {
-			*e.url, *e.pwFile = in.URL, cmp.Or(*e.pwFile, in.PasswordFile)
+	if o.Password != "" && e.filePassword != "" && e.urlFromFile {
+		return o, fmt.Errorf("[%s]: the url holds a password and so does password: give it once", e.side)
+	}
+	switch {
+	case *e.pwFile != "":
+		b, err := os.ReadFile(*e.pwFile)
+		if err != nil {
+			return o, fmt.Errorf("--%s-password-file: %w", e.side, err)
 		}
+		o.Password = strings.TrimRight(string(b), "\r\n")
+		if o.Password == "" {
+			return o, fmt.Errorf("--%s-password-file %s is empty", e.side, *e.pwFile)
+		}
+	case os.Getenv(env) != "":
+		o.Password = os.Getenv(env)
+	case o.Password == "":
+		o.Password = e.filePassword
 	}
-	fill(src, f.Source)
-	if len(f.Target) == 1 {
-		fill(dst, f.Target[0])
+
+	if *e.tlsCA != "" || *e.tlsCert != "" || *e.tlsKey != "" || *e.tlsName != "" {
+		if o.TLS == nil {
+			o.TLS = &dialer.TLS{}
+		}
+		o.TLS.CAFile, o.TLS.CertFile, o.TLS.KeyFile, o.TLS.ServerName = *e.tlsCA, *e.tlsCert, *e.tlsKey, *e.tlsName
 	}
-	return nil
+	insecure := e.insecure.Get().(bool)
+	if e.fileInsecure != nil {
+		insecure = *e.fileInsecure
+	}
+	if o.TLS == nil {
+		return o, nil
+	}
+	if (o.TLS.CertFile == "") != (o.TLS.KeyFile == "") {
+		return o, fmt.Errorf("--%s-tls-cert and --%s-tls-key go together", e.side, e.side)
+	}
+	o.TLS.InsecureSkipVerify = insecure
+	if _, err := o.TLS.Config(o.Addr); err != nil {
+		return o, fmt.Errorf("%s: %w", e.side, err)
+	}
+	if insecure {
+		log.Warn("TLS certificate verification is off for the " + e.side + " (--tls-insecure): anyone on the network path can pose as it")
+	}
+	return o, nil
 }

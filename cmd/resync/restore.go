@@ -21,7 +21,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	target := addEndpointFlags(fs, "target")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	output := fs.String("output", "text", "the summary's format: text or json")
-	config := fs.String("config", "", "a TOML file with these settings (flags given here win)")
+	config := fs.String("config", "", "a TOML task file (a sync's: its target, selection, filters and load settings apply); flags given here win")
 	sel := addSelectionFlags(fs)
 	load := addLoadFlags(fs)
 	fs.Usage = func() {
@@ -36,8 +36,9 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "resync restore:", err)
 		return exitUsage
 	}
+	var warnings []string
 	if *config != "" {
-		if err := applyConfig(fs, *config, nil, target); err != nil {
+		if warnings, err = applyConfig(fs, *config, nil, target); err != nil {
 			return fail(err)
 		}
 	}
@@ -52,6 +53,9 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	log, err := newLogger(*logFormat, stderr)
 	if err != nil {
 		return fail(err)
+	}
+	for _, w := range warnings {
+		log.Warn(w)
 	}
 	dst, err := target.options(log)
 	if err != nil {

@@ -10,11 +10,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/resync/resync/internal/dialer"
+	"github.com/resync/resync/internal/precheck"
 	"github.com/resync/resync/internal/status"
 	"github.com/resync/resync/internal/task"
 )
@@ -32,6 +34,12 @@ type syncFlags struct {
 	reset                               *bool
 	sel                                 *selectionFlags
 	load                                *loadFlags
+	// skipCheck waives prechecks by name (resync check lists them).
+	skipCheck                    listFlag
+	statusToken, statusTokenFile *string
+	pprof, redactKeys            *bool
+	progress                     *string
+	progressInterval             *time.Duration
 }
 
 // newSyncFlags defines resync sync's options; other commands read a sync
@@ -39,13 +47,16 @@ type syncFlags struct {
 func newSyncFlags(stderr io.Writer) (*flag.FlagSet, *syncFlags) {
 	fs := flag.NewFlagSet("resync sync", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	f := &syncFlags{source: addEndpointFlags(fs, "source"), target: addEndpointFlags(fs, "target")}
+	f := &syncFlags{source: addEndpointFlags(fs, "source"), target: addEndpointFlags(fs, "target"), skipCheck: listFlag{split: true}}
 	f.name = fs.String("name", "default", "the task's name (in logs, status and the heartbeat key)")
 	buffer := byteSize(64 << 20)
 	f.buffer = &buffer
 	fs.Var(f.buffer, "buffer-bytes", "bound on the commands received and not yet written (e.g. 64MiB)")
 	f.logFormat = fs.String("log-format", "text", "log format: text or json")
-	f.statusAddr = fs.String("status-addr", "127.0.0.1:7780", `serve /status and /metrics here ("" disables; port 0 picks a free one)`)
+	f.statusAddr = fs.String("status-addr", "127.0.0.1:7780", `serve /status and /metrics here ("" disables; port 0 picks a free one; other than loopback requires a token)`)
+	f.statusToken = fs.String("status-token", "", "require this token of the status server's clients (bearer, or basic-auth password); the process list shows it: prefer --status-token-file or $RESYNC_STATUS_TOKEN")
+	f.statusTokenFile = fs.String("status-token-file", "", "file holding the status server's token")
+	f.pprof = fs.Bool("pprof", false, "serve Go's profiler on the status server under /debug/pprof/")
 	f.heartbeat = fs.Duration("heartbeat-interval", time.Second, "how often the heartbeat key is written to the source")
 	f.retryFor = fs.Duration("retry-for", task.DefaultRetryFor, "how long a lost source or target connection is retried before the task fails")
 	f.ioTimeout = fs.Duration("io-timeout", dialer.DefaultIOTimeout, "a connection that answers nothing for this long is treated as lost (and retried)")
@@ -60,7 +71,11 @@ func newSyncFlags(stderr io.Writer) (*flag.FlagSet, *syncFlags) {
 	f.masterName = fs.String("source-master", "", "the name the Sentinels know the source's master by")
 	f.targetSentinels = fs.String("target-sentinel", "", "comma-separated host:port of Sentinels that monitor a standalone target (with --target-master): after its failover resync writes to the master they name")
 	f.targetMaster = fs.String("target-master", "", "the name the target's Sentinels know its master by")
-	f.config = fs.String("config", "", "a TOML task file with these settings (flags given here win)")
+	fs.Var(&f.skipCheck, "skip-check", "waive a precheck by name (repeatable, or comma-separated; resync check lists the names)")
+	f.redactKeys = fs.Bool("redact-keys", false, "keep key names out of logs, errors and status: a key shows as a short hash of its name")
+	f.progress = fs.String("progress", progressAuto, "the full sync's progress and the steady state: auto (bar on a terminal, else log), bar (redrawn in place), log (log lines), off")
+	f.progressInterval = fs.Duration("progress-interval", 10*time.Second, "with log progress, how often a full sync's progress is logged (the steady state's summary: three times as seldom)")
+	f.config = fs.String("config", "", "a TOML task file with these settings (flags given here win); see resync.example.toml")
 	f.sel = addSelectionFlags(fs)
 	f.load = addLoadFlags(fs)
 	return fs, f
@@ -69,8 +84,6 @@ func newSyncFlags(stderr io.Writer) (*flag.FlagSet, *syncFlags) {
 // runSync is "resync sync": full sync, then every write, until stopped.
 func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs, f := newSyncFlags(stderr)
-	source, target, name, buffer, logFormat, statusAddr, heartbeat, config, sel, load :=
-		f.source, f.target, f.name, f.buffer, f.logFormat, f.statusAddr, f.heartbeat, f.config, f.sel, f.load
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -78,25 +91,47 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "resync sync:", err)
 		return exitUsage
 	}
-	if *config != "" {
-		if err := applyConfig(fs, *config, source, target); err != nil {
+	cmdline := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { cmdline[fl.Name] = true })
+	var warnings []string
+	if *f.config != "" {
+		var err error
+		if warnings, err = applyConfig(fs, *f.config, f.source, f.target); err != nil {
 			return fail(err)
 		}
 	}
-	if *source.url == "" || *target.url == "" || fs.NArg() > 0 {
+	if *f.source.url == "" || *f.target.url == "" || fs.NArg() > 0 {
 		fmt.Fprintln(stderr, "resync sync: --source and --target are required (or a --config file giving them)")
 		fs.Usage()
 		return exitUsage
 	}
-	log, err := newLogger(*logFormat, stderr)
+	mode, err := progressMode(*f.progress, stderr)
 	if err != nil {
 		return fail(err)
 	}
-	src, err := source.options(log)
+	if *f.progressInterval <= 0 {
+		return fail(fmt.Errorf("--progress-interval %s: want a positive duration", *f.progressInterval))
+	}
+	// With the bar, log lines go through the display, which keeps the
+	// two from garbling each other.
+	logOut := stderr
+	var display *termDisplay
+	if mode == progressBar {
+		display = &termDisplay{out: stderr}
+		logOut = display
+	}
+	log, err := newLogger(*f.logFormat, logOut)
 	if err != nil {
 		return fail(err)
 	}
-	dst, err := target.options(log)
+	for _, w := range warnings {
+		log.Warn(w)
+	}
+	src, err := f.source.options(log)
+	if err != nil {
+		return fail(err)
+	}
+	dst, err := f.target.options(log)
 	if err != nil {
 		return fail(err)
 	}
@@ -113,63 +148,84 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if (*f.targetSentinels == "") != (*f.targetMaster == "") {
 		return fail(errors.New("--target-sentinel and --target-master go together"))
 	}
-	cfg := task.Config{Name: *name, Source: src, Target: dst, BufferBytes: int(*buffer),
-		HeartbeatInterval: *heartbeat, RetryFor: *f.retryFor, Delivery: *f.delivery, Reset: *f.reset,
+	token, err := statusToken(*f.statusToken, *f.statusTokenFile, cmdline["status-token"], log)
+	if err != nil {
+		return fail(err)
+	}
+	cfg := task.Config{Name: *f.name, Source: src, Target: dst, BufferBytes: int(*f.buffer),
+		HeartbeatInterval: *f.heartbeat, RetryFor: *f.retryFor, Delivery: *f.delivery, Reset: *f.reset,
 		SpoolDir: *f.spoolDir, SpoolMax: int64(*f.spoolMax), Logger: log,
 		SourceCandidates: splitList(*f.candidates), SourceSentinels: splitList(*f.sentinels), SourceMaster: *f.masterName,
-		TargetSentinels: splitList(*f.targetSentinels), TargetMaster: *f.targetMaster}
-	if cfg.Filter, err = sel.config(); err == nil {
-		err = load.apply(&cfg)
+		TargetSentinels: splitList(*f.targetSentinels), TargetMaster: *f.targetMaster,
+		RedactKeys: *f.redactKeys}
+	if cfg.Filter, err = f.sel.config(); err == nil {
+		err = f.load.apply(&cfg)
 	}
 	if err != nil {
 		return fail(err)
 	}
+	pc := precheckConfig(f, src, dst, cfg.Filter)
+	if err := pc.Validate(); err != nil {
+		return fail(err)
+	}
 	var ln net.Listener
-	if *statusAddr != "" {
-		if ln, err = net.Listen("tcp", *statusAddr); err != nil {
-			fmt.Fprintf(stderr, "resync sync: --status-addr %s: %v\n", *statusAddr, err)
-			return exitUsage
+	if addr := *f.statusAddr; addr != "" {
+		if err := status.CheckListen(addr, token); err != nil {
+			return fail(fmt.Errorf("--status-addr %s: %w", addr, err))
+		}
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return fail(fmt.Errorf("--status-addr %s: %w", addr, err))
 		}
 		// The source lists resync's link with the status port: no Redis
 		// answers there, so a Sentinel sees a replica it cannot promote.
 		_, port, _ := net.SplitHostPort(ln.Addr().String())
 		cfg.AnnouncePort, _ = strconv.Atoi(port)
 	}
+	if !runPrecheck(ctx, pc, log, stderr) {
+		if ln != nil {
+			ln.Close()
+		}
+		return exitProblem
+	}
 	t := task.New(cfg)
 	if ln != nil {
 		// Up until the process exits: it reports stopped while draining.
-		defer status.Serve(ln, t, log, status.Options{}).Close()
+		defer status.Serve(ln, t, log, status.Options{Token: token, Pprof: *f.pprof}).Close()
 	}
-	if err := t.Run(ctx); err != nil {
+	stopProgress := startProgress(ctx, t, mode, display, log, *f.progressInterval)
+	err = t.Run(ctx)
+	stopProgress()
+	if err != nil {
 		fmt.Fprintln(stderr, "resync sync: failed:", err)
 		return exitFailed
 	}
 	return exitOK
 }
 
-// endpoint reads a URL and the password that goes with it: from a file,
-// the environment, or (with a warning: the process list shows it) the URL.
-func endpoint(side, url, pwFile, pwEnv string, log *slog.Logger) (dialer.Options, error) {
-	o, err := dialer.ParseURL(url)
-	if err != nil {
-		return o, fmt.Errorf("--%s: %w", side, err)
-	}
+// statusToken reads the status server's token: from its file, the
+// environment, or (with a warning: the process list shows it) the
+// command line.
+func statusToken(token, file string, onCmdline bool, log *slog.Logger) (string, error) {
+	const env = "RESYNC_STATUS_TOKEN"
 	switch {
-	case pwFile != "":
-		b, err := os.ReadFile(pwFile)
+	case token != "" && file != "":
+		return "", errors.New("--status-token and --status-token-file: give one")
+	case file != "":
+		b, err := os.ReadFile(file)
 		if err != nil {
-			return o, fmt.Errorf("--%s-password-file: %w", side, err)
+			return "", fmt.Errorf("--status-token-file: %w", err)
 		}
-		o.Password = strings.TrimRight(string(b), "\r\n")
-		if o.Password == "" {
-			return o, errors.New("--" + side + "-password-file is empty")
+		if token = strings.TrimRight(string(b), "\r\n"); token == "" {
+			return "", fmt.Errorf("--status-token-file %s is empty", file)
 		}
-	case os.Getenv(pwEnv) != "":
-		o.Password = os.Getenv(pwEnv)
-	case o.Password != "":
-		log.Warn("a password in a URL on the command line shows in the process list: use --" + side + "-password-file or $" + pwEnv)
+	case token != "":
+		if onCmdline {
+			log.Warn("a status token on the command line shows in the process list: use --status-token-file or $" + env)
+		}
+	default:
+		token = os.Getenv(env)
 	}
-	return o, nil
+	return token, nil
 }
 
 // newLogger logs to w as text or JSON.
@@ -192,4 +248,34 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// runPrecheck runs the precheck before a sync: every warning and failure
+// logged with its fix, a summary, and false when a check failed (the
+// sync does not start).
+func runPrecheck(ctx context.Context, c precheck.Config, log *slog.Logger, stderr io.Writer) bool {
+	rep := precheck.Run(ctx, c)
+	var failed []string
+	for _, r := range rep.Results {
+		attrs := []any{"check", r.Check, "node", r.Node, "why", r.Why}
+		if r.Fix != "" {
+			attrs = append(attrs, "fix", r.Fix)
+		}
+		switch r.Verdict {
+		case precheck.Fail:
+			log.Error("precheck FAIL", attrs...)
+			if !slices.Contains(failed, r.Check) {
+				failed = append(failed, r.Check)
+			}
+		case precheck.Warn:
+			log.Warn("precheck WARN", attrs...)
+		}
+	}
+	passed, warnings, fails := rep.Counts()
+	log.Info("precheck", "passed", passed, "warnings", warnings, "failed", fails)
+	if len(failed) > 0 {
+		fmt.Fprintf(stderr, "resync sync: the precheck failed (%s): fix what it says, or waive a check with --skip-check NAME; \"resync check\" prints the whole report\n", strings.Join(failed, ", "))
+		return false
+	}
+	return true
 }

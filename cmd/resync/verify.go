@@ -47,8 +47,10 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "resync verify:", err)
 		return exitUsage
 	}
+	var warnings []string
 	if *config != "" {
-		if err := applyConfig(fs, *config, source, target); err != nil {
+		var err error
+		if warnings, err = applyConfig(fs, *config, source, target); err != nil {
 			return fail(err)
 		}
 	}
@@ -66,6 +68,9 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	log, err := newLogger(*logFormat, stderr)
 	if err != nil {
 		return fail(err)
+	}
+	for _, w := range warnings {
+		log.Warn(w)
 	}
 	o := verify.Options{Rounds: *rounds, RoundDelay: *roundDelay, Repair: *repair, MaxReport: *maxReport, Logger: log,
 		Compare: compare.Options{Reverse: *reverse, TTLTolerance: *ttlTolerance, Rate: *rate, Workers: *workers, Batch: *batch}}
