@@ -18,7 +18,13 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.SetOutput(stderr)
 	addr := fs.String("status-addr", "127.0.0.1:7780", "the task's status server")
 	output := fs.String("output", "text", "text, or json (the /status document as is)")
+	tokenFile := fs.String("status-token-file", "", "file holding the task's status token (else $RESYNC_STATUS_TOKEN)")
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+		return exitUsage
+	}
+	token, err := statusToken("", *tokenFile, false, nil)
+	if err != nil {
+		fmt.Fprintln(stderr, "resync status:", err)
 		return exitUsage
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -28,6 +34,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "resync status:", err)
 		return exitUsage
 	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		fmt.Fprintf(stderr, "resync status: no task answers at %s: %v\n", *addr, err)
@@ -35,6 +44,10 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
+	if resp.StatusCode == http.StatusUnauthorized {
+		fmt.Fprintf(stderr, "resync status: %s wants the task's status token: --status-token-file or $RESYNC_STATUS_TOKEN\n", *addr)
+		return exitFailed
+	}
 	if err != nil || resp.StatusCode != http.StatusOK {
 		fmt.Fprintf(stderr, "resync status: %s answered %s %v\n", *addr, resp.Status, err)
 		return exitFailed

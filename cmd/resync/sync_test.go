@@ -63,6 +63,13 @@ func TestStatusTokenFlags(t *testing.T) {
 	if c := get("/debug/pprof/", "s3cret-token"); c != http.StatusOK {
 		t.Errorf("--pprof: /debug/pprof/ answered %d", c)
 	}
+	// resync status asks for the token, and shows the task with it.
+	if code, _, errOut := runCLI("status", "--status-addr", addr); code != exitFailed || !strings.Contains(errOut, "status token") {
+		t.Errorf("resync status without the token: exit %d: %s", code, errOut)
+	}
+	if code, out, errOut := runCLI("status", "--status-addr", addr, "--status-token-file", tokenFile); code != exitOK || !strings.Contains(out, "task default:") {
+		t.Errorf("resync status with the token: exit %d: %s%s", code, out, errOut)
+	}
 	if code := stop(); code != exitOK {
 		t.Fatalf("exit %d:\n%s", code, logs.String())
 	}
