@@ -1,7 +1,6 @@
 package rdb
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 )
@@ -16,7 +15,7 @@ func IsEmpty(raw []byte) (bool, error) {
 		return false, fmt.Errorf("raw value of %d bytes", len(raw))
 	}
 	typ := raw[0]
-	in := newInput(bytes.NewReader(raw[1:]))
+	in := sliceInput(raw[1:])
 	switch typ {
 	case TypeList, TypeSet, TypeZSet, TypeHash, TypeZSet2, TypeHashMetadataPreGA:
 		n, err := in.plainLength()

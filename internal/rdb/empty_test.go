@@ -59,3 +59,18 @@ func TestIsEmpty(t *testing.T) {
 	}
 	t.Logf("%d empty collections", empties)
 }
+
+// FuzzIsEmpty: any bytes, no panic, and the value is read in place
+// without being written.
+func FuzzIsEmpty(f *testing.F) {
+	f.Add([]byte{rdb.TypeList, 0})
+	f.Add([]byte{rdb.TypeListQuicklist2, 1, 2, 3, 0xff})
+	f.Add([]byte{rdb.TypeHashListpackEx, 1, 2, 3, 4, 5, 6, 7, 8, 0xc3, 1, 2, 3})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		before := bytes.Clone(raw)
+		rdb.IsEmpty(raw)
+		if !bytes.Equal(before, raw) {
+			t.Fatal("IsEmpty wrote into the value")
+		}
+	})
+}
