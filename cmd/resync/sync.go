@@ -181,7 +181,16 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		_, port, _ := net.SplitHostPort(ln.Addr().String())
 		cfg.AnnouncePort, _ = strconv.Atoi(port)
 	}
-	if !runPrecheck(ctx, pc, log, stderr) {
+	ok := runPrecheck(ctx, pc, log, stderr)
+	if ctx.Err() != nil {
+		// Stopped during the checks: their failures say nothing.
+		if ln != nil {
+			ln.Close()
+		}
+		log.Info("stopped before the sync began")
+		return exitOK
+	}
+	if !ok {
 		if ln != nil {
 			ln.Close()
 		}

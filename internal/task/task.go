@@ -405,6 +405,10 @@ func (t *Task) Run(ctx context.Context) error {
 	if !t.child {
 		top, err := t.sourceCluster(ctx)
 		if err != nil {
+			if ctx.Err() != nil {
+				t.setState(StateStopped)
+				return nil
+			}
 			return t.failed(err)
 		}
 		if top != nil {
@@ -415,6 +419,12 @@ func (t *Task) Run(ctx context.Context) error {
 	if err != nil {
 		if t.lock != nil {
 			t.lock.release(t.log)
+		}
+		if ctx.Err() != nil {
+			// Stopped before it began (SIGTERM during the checks): a
+			// clean stop, not a failure.
+			t.setState(StateStopped)
+			return nil
 		}
 		return t.failed(err)
 	}

@@ -374,3 +374,23 @@ func bulk(t *testing.T, s *redisproc.Server, n int) {
 		t.Fatal(err)
 	}
 }
+
+// TestStopDuringPrecheck: a task stopped before its checks end (SIGTERM
+// at start-up) stops cleanly instead of failing.
+func TestStopDuringPrecheck(t *testing.T) {
+	src, dst := redistest.Start(t), redistest.Start(t)
+	for _, wait := range []time.Duration{0, time.Millisecond, 3 * time.Millisecond} {
+		ctx, cancel := context.WithCancel(context.Background())
+		tk := task.New(task.Config{Name: "early", Source: src.DialOptions(), Target: dst.DialOptions(), OnConflict: task.ConflictOverwrite})
+		done := make(chan error, 1)
+		go func() { done <- tk.Run(ctx) }()
+		time.Sleep(wait)
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("stopped after %s: %v", wait, err)
+		}
+		if st := tk.Status().State; st != task.StateStopped {
+			t.Fatalf("stopped after %s: state %s", wait, st)
+		}
+	}
+}
