@@ -264,6 +264,9 @@ func splitList(s string) []string {
 // sync does not start).
 func runPrecheck(ctx context.Context, c precheck.Config, log *slog.Logger, stderr io.Writer) bool {
 	rep := precheck.Run(ctx, c)
+	if ctx.Err() != nil {
+		return false // stopped: the caller says so
+	}
 	var failed []string
 	for _, r := range rep.Results {
 		attrs := []any{"check", r.Check, "node", r.Node, "why", r.Why}
