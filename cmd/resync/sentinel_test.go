@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -107,5 +109,37 @@ func TestSentinelNeverPromotesResync(t *testing.T) {
 	}
 	if role := redisproc.InfoField(redistest.Do(t, rep, "INFO", "replication"), "role"); role != "master" {
 		t.Fatalf("the real replica's role after the failover: %s", role)
+	}
+}
+
+// Sentinels with a password of their own: --source-sentinel-password-file
+// lets resync ask them for the master; without it the task says which
+// Sentinel refused it and why.
+func TestSentinelPasswordFlags(t *testing.T) {
+	redistest.RequireVersion(t, 5, 0, "Sentinel's requirepass came with 5.0.1")
+	m := redistest.Start(t)
+	redistest.Do(t, m, "SET", "k", "v")
+	so := redistest.Options(t)
+	so.Password = "Sentinel-S3cret"
+	s := redistest.StartSentinelWith(t, so, m, "src")
+	dst := redistest.Start(t)
+	args := []string{"sync", "--source", m.Addr, "--target", dst.Addr, "--source-sentinel", s.Addr, "--source-master", "src",
+		"--status-addr", "", "--progress", "off", "--retry-for", "1s"}
+	code, _, errOut := runCLI(args...)
+	if code != exitFailed || !strings.Contains(errOut, s.Addr) || !strings.Contains(errOut, "password") {
+		t.Fatalf("no Sentinel password: exit %d: %s", code, errOut)
+	}
+	pw := filepath.Join(t.TempDir(), "sentinel.pw")
+	if err := os.WriteFile(pw, []byte("Sentinel-S3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs safeBuffer
+	stop := startSync(t, &logs, append(args[1:], "--source-sentinel-password-file", pw)...)
+	waitKey(t, dst, "k", &logs)
+	if code := stop(); code != exitOK {
+		t.Fatalf("exit %d:\n%s", code, logs.String())
+	}
+	if strings.Contains(logs.String()+errOut, "Sentinel-S3cret") {
+		t.Fatal("the Sentinel's password is in the output")
 	}
 }

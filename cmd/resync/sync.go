@@ -30,10 +30,12 @@ type syncFlags struct {
 	delivery, spoolDir                  *string
 	candidates, sentinels, masterName   *string
 	targetSentinels, targetMaster       *string
-	spoolMax                            *byteSize
-	reset                               *bool
-	sel                                 *selectionFlags
-	load                                *loadFlags
+	// How to log in to each side's Sentinels.
+	sourceSentinelAuth, targetSentinelAuth sentinelAuthFlags
+	spoolMax                               *byteSize
+	reset                                  *bool
+	sel                                    *selectionFlags
+	load                                   *loadFlags
 	// skipCheck waives prechecks by name (resync check lists them).
 	skipCheck                    listFlag
 	statusToken, statusTokenFile *string
@@ -71,6 +73,8 @@ func newSyncFlags(stderr io.Writer) (*flag.FlagSet, *syncFlags) {
 	f.masterName = fs.String("source-master", "", "the name the Sentinels know the source's master by")
 	f.targetSentinels = fs.String("target-sentinel", "", "comma-separated host:port of Sentinels that monitor a standalone target (with --target-master): after its failover resync writes to the master they name")
 	f.targetMaster = fs.String("target-master", "", "the name the target's Sentinels know its master by")
+	f.sourceSentinelAuth = addSentinelAuthFlags(fs, "source")
+	f.targetSentinelAuth = addSentinelAuthFlags(fs, "target")
 	fs.Var(&f.skipCheck, "skip-check", "waive a precheck by name (repeatable, or comma-separated; resync check lists the names)")
 	f.redactKeys = fs.Bool("redact-keys", false, "keep key names out of logs, errors and status: a key shows as a short hash of its name")
 	f.progress = fs.String("progress", progressAuto, "the full sync's progress and the steady state: auto (bar on a terminal, else log), bar (redrawn in place), log (log lines), off")
@@ -152,7 +156,16 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
+	srcSentinel, err := f.sourceSentinelAuth.options(src)
+	if err != nil {
+		return fail(err)
+	}
+	dstSentinel, err := f.targetSentinelAuth.options(dst)
+	if err != nil {
+		return fail(err)
+	}
 	cfg := task.Config{Name: *f.name, Source: src, Target: dst, BufferBytes: int(*f.buffer),
+		SourceSentinelAuth: srcSentinel, TargetSentinelAuth: dstSentinel,
 		HeartbeatInterval: *f.heartbeat, RetryFor: *f.retryFor, Delivery: *f.delivery, Reset: *f.reset,
 		SpoolDir: *f.spoolDir, SpoolMax: int64(*f.spoolMax), Logger: log,
 		SourceCandidates: splitList(*f.candidates), SourceSentinels: splitList(*f.sentinels), SourceMaster: *f.masterName,
@@ -290,4 +303,42 @@ func runPrecheck(ctx context.Context, c precheck.Config, log *slog.Logger, stder
 		return false
 	}
 	return true
+}
+
+// sentinelAuthFlags say how to log in to one side's Sentinels.
+type sentinelAuthFlags struct {
+	side           string
+	user, password *string
+	tls            *bool
+}
+
+func addSentinelAuthFlags(fs *flag.FlagSet, side string) sentinelAuthFlags {
+	return sentinelAuthFlags{side: side,
+		user:     fs.String(side+"-sentinel-user", "", "the ACL user to log in to the "+side+"'s Sentinels as (default: none)"),
+		password: fs.String(side+"-sentinel-password-file", "", "file holding the password of the "+side+"'s Sentinels (their requirepass)"),
+		tls:      fs.Bool(side+"-sentinel-tls", false, "reach the "+side+"'s Sentinels over TLS, with the "+side+"'s TLS settings (--"+side+"-tls-*)")}
+}
+
+// options builds the Sentinels' login; side is the side's own options,
+// whose TLS settings a TLS Sentinel shares.
+func (a sentinelAuthFlags) options(side dialer.Options) (dialer.Options, error) {
+	o := dialer.Options{Username: *a.user}
+	if *a.password != "" {
+		b, err := os.ReadFile(*a.password)
+		if err != nil {
+			return o, fmt.Errorf("--%s-sentinel-password-file: %w", a.side, err)
+		}
+		if o.Password = strings.TrimRight(string(b), "\r\n"); o.Password == "" {
+			return o, fmt.Errorf("--%s-sentinel-password-file %s is empty", a.side, *a.password)
+		}
+	}
+	if *a.tls {
+		o.TLS = &dialer.TLS{}
+		if side.TLS != nil {
+			t := *side.TLS
+			t.ServerName = "" // a Sentinel has a name of its own
+			o.TLS = &t
+		}
+	}
+	return o, nil
 }

@@ -232,6 +232,9 @@ func (s *Server) writeConfig(sen *sentinelSpec) error {
 		if m.opts.Password != "" {
 			lines = append(lines, fmt.Sprintf("sentinel auth-pass %s %s", sen.name, configQuote(m.opts.Password)))
 		}
+		if o.Password != "" {
+			lines = append(lines, "requirepass "+configQuote(o.Password))
+		}
 	} else {
 		lines = append(lines, `save ""`, "appendonly no", "dbfilename dump.rdb")
 		if v.AtLeastPatch(2, 8, 18) { // diskless replication came with 2.8.18

@@ -272,7 +272,9 @@ func (c *Cluster) MoveSlot(ctx context.Context, slot int, from, to *Server) erro
 // master under name, with a quorum of one and a one-second down-after,
 // and waits until it reports the master up.
 func StartSentinel(ctx context.Context, o Options, master *Server, name string) (*Server, error) {
-	o.Password, o.TLS, o.Cluster = "", nil, false
+	// o.Password, when set, is the Sentinel's own (requirepass); the
+	// master's comes from the master.
+	o.TLS, o.Cluster = nil, false
 	s, err := start(ctx, o, &sentinelSpec{name: name, master: master})
 	if err != nil {
 		return nil, err

@@ -133,9 +133,16 @@ func StartClusterWith(t testing.TB, o redisproc.Options, masters, replicas int) 
 // StartSentinel starts a Sentinel monitoring master as name, seeing it up.
 func StartSentinel(t testing.TB, master *redisproc.Server, name string) *redisproc.Server {
 	t.Helper()
+	return StartSentinelWith(t, Options(t), master, name)
+}
+
+// StartSentinelWith is StartSentinel with options of the Sentinel's own
+// (a password: its requirepass).
+func StartSentinelWith(t testing.TB, o redisproc.Options, master *redisproc.Server, name string) *redisproc.Server {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()
-	s, err := redisproc.StartSentinel(ctx, Options(t), master, name)
+	s, err := redisproc.StartSentinel(ctx, o, master, name)
 	if err != nil {
 		t.Fatal(err)
 	}

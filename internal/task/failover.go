@@ -45,7 +45,7 @@ func (t *Task) locateSource(ctx context.Context) error {
 	case t.child:
 		addr, err = t.shardMaster(ctx, cur)
 	case len(t.cfg.SourceSentinels) > 0:
-		addr, err = askSentinels(ctx, t.cfg.Source, t.cfg.SourceSentinels, t.cfg.SourceMaster)
+		addr, err = askSentinels(ctx, t.cfg.Source, t.cfg.SourceSentinelAuth, t.cfg.SourceSentinels, t.cfg.SourceMaster)
 		if err != nil {
 			err = fmt.Errorf("source: %w", err)
 		}
@@ -66,11 +66,12 @@ func (t *Task) locateSource(ctx context.Context) error {
 }
 
 // askSentinels asks each Sentinel in turn for the address of the master
-// they know as name (base gives the timeouts).
-func askSentinels(ctx context.Context, base dialer.Options, sentinels []string, name string) (string, error) {
+// they know as name (base gives the timeouts, auth the login and TLS).
+func askSentinels(ctx context.Context, base, auth dialer.Options, sentinels []string, name string) (string, error) {
 	var errs []error
 	for _, s := range sentinels {
-		o := dialer.Options{Addr: s, ConnectTimeout: base.ConnectTimeout, IOTimeout: base.IOTimeout}
+		o := dialer.Options{Addr: s, Username: auth.Username, Password: auth.Password, TLS: auth.TLS,
+			ConnectTimeout: base.ConnectTimeout, IOTimeout: base.IOTimeout}
 		c, err := dialer.Dial(ctx, o)
 		if err != nil {
 			errs = append(errs, err)
@@ -103,7 +104,7 @@ func (t *Task) locateTarget(ctx context.Context) error {
 	if len(t.cfg.TargetSentinels) == 0 {
 		return nil
 	}
-	addr, err := askSentinels(ctx, t.cfg.Target, t.cfg.TargetSentinels, t.cfg.TargetMaster)
+	addr, err := askSentinels(ctx, t.cfg.Target, t.cfg.TargetSentinelAuth, t.cfg.TargetSentinels, t.cfg.TargetMaster)
 	if err != nil {
 		return fmt.Errorf("target: %w", err)
 	}

@@ -3,10 +3,12 @@ package task_test
 import (
 	"context"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/resync/resync/internal/compare"
+	"github.com/resync/resync/internal/dialer"
 	"github.com/resync/resync/internal/redisproc"
 	"github.com/resync/resync/internal/redistest"
 	"github.com/resync/resync/internal/task"
@@ -109,6 +111,50 @@ func TestSourceFailoverSentinel(t *testing.T) {
 	r := startWith(t, m, dst, func(c *task.Config) {
 		c.SourceSentinels = []string{s.Addr}
 		c.SourceMaster = "src"
+	})
+	failover(t, m, rep, r, func() {
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			v, err := redistest.Dial(t, s).Do("SENTINEL", "get-master-addr-by-name", "src")
+			if err == nil && len(v.Elems) == 2 && v.Elems[1].Text() == strconv.Itoa(rep.Port) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the Sentinel did not fail over")
+			}
+		}
+	})
+}
+
+// TestSourceFailoverSentinelAuth: the Sentinel asks a password of its
+// own; without it the task cannot learn where the master is and says
+// so, with it the task follows the failover as above.
+func TestSourceFailoverSentinelAuth(t *testing.T) {
+	redistest.RequireVersion(t, 5, 0, "Sentinel's requirepass came with 5.0.1")
+	m := redistest.Start(t)
+	rep := redistest.StartReplica(t, m, "slave-priority 10")
+	so := redistest.Options(t)
+	so.Password = "sentinel-pw"
+	s := redistest.StartSentinelWith(t, so, m, "src")
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if v, err := redistest.Dial(t, s).Do("SENTINEL", "slaves", "src"); err == nil && len(v.Elems) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the Sentinel never saw the replica")
+		}
+	}
+	dst := redistest.Start(t)
+	noAuth := task.New(task.Config{Name: "noauth", Source: m.DialOptions(), Target: dst.DialOptions(),
+		SourceSentinels: []string{s.Addr}, SourceMaster: "src"})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := noAuth.Run(ctx); err == nil || !strings.Contains(err.Error(), s.Addr) || !strings.Contains(err.Error(), "password") {
+		t.Fatalf("a Sentinel that wants a password, none given: %v", err)
+	}
+	r := startWith(t, m, dst, func(c *task.Config) {
+		c.SourceSentinels = []string{s.Addr}
+		c.SourceMaster = "src"
+		c.SourceSentinelAuth = dialer.Options{Password: "sentinel-pw"}
 	})
 	failover(t, m, rep, r, func() {
 		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {

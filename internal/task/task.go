@@ -105,6 +105,10 @@ type Config struct {
 	// its failover the task writes to the master they name.
 	TargetSentinels []string
 	TargetMaster    string
+	// SourceSentinelAuth and TargetSentinelAuth say how to log in to
+	// each side's Sentinels: user, password and TLS (the addresses come
+	// from the lists above). The zero value is plain TCP, no password.
+	SourceSentinelAuth, TargetSentinelAuth dialer.Options
 	// RedactKeys keeps key names out of the task's logs, errors and
 	// status: a key is shown by a short hash of its name instead.
 	RedactKeys bool
