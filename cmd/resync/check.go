@@ -53,21 +53,10 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err != nil {
 		return fail(err)
 	}
-	for _, w := range warnings {
-		log.Warn(w)
-	}
-	src, err := f.source.options(log)
+	src, dst, err := f.endpoints(log, warnings)
 	if err != nil {
 		return fail(err)
 	}
-	dst, err := f.target.options(log)
-	if err != nil {
-		return fail(err)
-	}
-	if *f.ioTimeout <= 0 {
-		return fail(fmt.Errorf("--io-timeout %s: want a positive duration", *f.ioTimeout))
-	}
-	src.IOTimeout, dst.IOTimeout = *f.ioTimeout, *f.ioTimeout
 	fc, err := f.sel.config()
 	if err == nil {
 		// The load flags are checked as sync checks them: a mistake there

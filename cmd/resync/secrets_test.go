@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -11,31 +10,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/resync/resync/internal/redistest"
 )
-
-// syncBuffer is a process's stderr, read while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // get fetches a status server's page.
 func get(t *testing.T, url string) string {
@@ -76,7 +56,7 @@ func TestPasswordsAppearNowhere(t *testing.T) {
 
 	port := freePort(t)
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
-	var logs syncBuffer
+	var logs safeBuffer
 	cmd := exec.Command(os.Args[0], "sync", "--source", srcURL, "--target", dstURL, "--target-password-file", pwFile,
 		"--status-addr", "127.0.0.1:"+strconv.Itoa(port), "--log-format", "json", "--name", "secrets", "--retry-for", "1m")
 	cmd.Env = append(os.Environ(), "RESYNC_TEST_AS_MAIN=1")

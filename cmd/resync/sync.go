@@ -128,24 +128,13 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	for _, w := range warnings {
-		log.Warn(w)
-	}
-	src, err := f.source.options(log)
-	if err != nil {
-		return fail(err)
-	}
-	dst, err := f.target.options(log)
+	src, dst, err := f.endpoints(log, warnings)
 	if err != nil {
 		return fail(err)
 	}
 	if *f.delivery != task.DeliveryExactlyOnce && *f.delivery != task.DeliveryAtLeastOnce {
 		return fail(fmt.Errorf("--delivery %q: want %s or %s", *f.delivery, task.DeliveryExactlyOnce, task.DeliveryAtLeastOnce))
 	}
-	if *f.ioTimeout <= 0 {
-		return fail(fmt.Errorf("--io-timeout %s: want a positive duration", *f.ioTimeout))
-	}
-	src.IOTimeout, dst.IOTimeout = *f.ioTimeout, *f.ioTimeout
 	if (*f.sentinels == "") != (*f.masterName == "") {
 		return fail(errors.New("--source-sentinel and --source-master go together"))
 	}
@@ -270,6 +259,25 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// endpoints logs the task file's warnings, then reads the source's and
+// the target's options with their timeouts: the same for sync and check.
+func (f *syncFlags) endpoints(log *slog.Logger, warnings []string) (src, dst dialer.Options, err error) {
+	for _, w := range warnings {
+		log.Warn(w)
+	}
+	if src, err = f.source.options(log); err != nil {
+		return src, dst, err
+	}
+	if dst, err = f.target.options(log); err != nil {
+		return src, dst, err
+	}
+	if *f.ioTimeout <= 0 {
+		return src, dst, fmt.Errorf("--io-timeout %s: want a positive duration", *f.ioTimeout)
+	}
+	src.IOTimeout, dst.IOTimeout = *f.ioTimeout, *f.ioTimeout
+	return src, dst, nil
 }
 
 // runPrecheck runs the precheck before a sync: every warning and failure

@@ -59,6 +59,9 @@ func SlotKey(base, tag string) string { return base + ":{" + tag + "}" }
 // SlotPattern matches the slot checkpoint keys of base.
 func SlotPattern(base string) string { return escape(base) + ":{*}" }
 
+// PrefixPattern matches every key under prefix (for SCAN MATCH).
+func PrefixPattern(prefix string) string { return escape(prefix) + "*" }
+
 // LockKey is a task's lock key under prefix.
 func LockKey(prefix, task string) string { return prefix + "lock:" + task }
 

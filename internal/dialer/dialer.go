@@ -437,3 +437,25 @@ func (d *deadlineConn) Write(p []byte) (int, error) {
 	}
 	return d.Conn.Write(p)
 }
+
+// ScanMatch lists every key of the selected database that matches
+// pattern (SCAN … MATCH, to the end).
+func (c *Conn) ScanMatch(pattern string) ([]string, error) {
+	var keys []string
+	cursor := "0"
+	for {
+		v, err := c.Do("SCAN", cursor, "MATCH", pattern, "COUNT", "1000")
+		if err != nil {
+			return nil, err
+		}
+		if len(v.Elems) != 2 {
+			return nil, fmt.Errorf("redis %s: SCAN: unexpected reply", c.opts.Addr)
+		}
+		for _, k := range v.Elems[1].Elems {
+			keys = append(keys, k.Text())
+		}
+		if cursor = v.Elems[0].Text(); cursor == "0" {
+			return keys, nil
+		}
+	}
+}

@@ -530,7 +530,7 @@ func (r *run) resumes() (where *node, what string, err error) {
 			}
 		}
 		for _, p := range checkpoint.Patterns(r.prefix, r.cfg.Name) {
-			keys, err := scanMatch(n, p)
+			keys, err := n.conn.ScanMatch(p)
 			if err != nil {
 				return nil, "", err
 			}
@@ -547,39 +547,6 @@ func (r *run) resumes() (where *node, what string, err error) {
 		}
 	}
 	return nil, "", nil
-}
-
-// scanMatch lists the keys of the current database matching pattern.
-func scanMatch(n *node, pattern string) ([]string, error) {
-	var keys []string
-	cursor := "0"
-	for {
-		v, err := n.do("SCAN", cursor, "MATCH", pattern, "COUNT", "1000")
-		if err != nil {
-			return nil, err
-		}
-		if len(v.Elems) != 2 {
-			return nil, fmt.Errorf("SCAN: unexpected reply")
-		}
-		for _, k := range v.Elems[1].Elems {
-			keys = append(keys, k.Text())
-		}
-		if cursor = v.Elems[0].Text(); cursor == "0" {
-			return keys, nil
-		}
-	}
-}
-
-// escapeGlob quotes the glob characters of s for a MATCH pattern.
-func escapeGlob(s string) string {
-	var b strings.Builder
-	for _, c := range s {
-		if strings.ContainsRune(`*?[]\`, c) {
-			b.WriteByte('\\')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
 }
 
 func (r *run) conflict() {
@@ -612,7 +579,7 @@ func (r *run) conflict() {
 					break
 				}
 			}
-			if own, err = scanMatch(n, escapeGlob(r.prefix)+"*"); err != nil {
+			if own, err = n.conn.ScanMatch(checkpoint.PrefixPattern(r.prefix)); err != nil {
 				break
 			}
 			if k := st.keys - int64(len(own)); k > 0 {

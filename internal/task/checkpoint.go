@@ -428,7 +428,7 @@ func (t *Task) slotValue(offset int64) []byte {
 func (t *Task) slotCheckpoints(ctx context.Context, p checkpoint.Point) (map[int]int64, error) {
 	done := map[int]int64{}
 	err := t.onTargetMasters(ctx, func(c *dialer.Conn, _ *cluster.Topology, _ int) error {
-		keys, err := scanMatch(c, checkpoint.SlotPattern(t.checkpointKey()))
+		keys, err := c.ScanMatch(checkpoint.SlotPattern(t.checkpointKey()))
 		for err == nil && len(keys) > 0 {
 			n := min(len(keys), 500)
 			// One slot per key: GET each (MGET would cross slots).
@@ -502,7 +502,7 @@ func (t *Task) hasState(sync bool, nodes []*dialer.Conn, reset bool) (bool, erro
 		}
 		var keys []string
 		for _, p := range checkpoint.Patterns(ReservedPrefix, t.cfg.Name) {
-			k, err := scanMatch(c, p)
+			k, err := c.ScanMatch(p)
 			if err != nil {
 				return false, fmt.Errorf("target: %w", err)
 			}
@@ -530,32 +530,11 @@ func (t *Task) homeDB() int {
 	return t.cfg.Target.DB
 }
 
-// scanMatch lists the keys matching pattern.
-func scanMatch(c *dialer.Conn, pattern string) ([]string, error) {
-	var keys []string
-	cursor := "0"
-	for {
-		v, err := c.Do("SCAN", cursor, "MATCH", pattern, "COUNT", "1000")
-		if err != nil {
-			return nil, err
-		}
-		if len(v.Elems) != 2 {
-			return nil, fmt.Errorf("SCAN: unexpected reply")
-		}
-		for _, k := range v.Elems[1].Elems {
-			keys = append(keys, k.Text())
-		}
-		if cursor = v.Elems[0].Text(); cursor == "0" {
-			return keys, nil
-		}
-	}
-}
-
 // dropSlotCheckpoints deletes the task's slot checkpoints from a cluster
 // target, before a full sync: they belong to the history it replaces.
 func (t *Task) dropSlotCheckpoints(ctx context.Context) error {
 	return t.onTargetMasters(ctx, func(c *dialer.Conn, _ *cluster.Topology, _ int) error {
-		keys, err := scanMatch(c, checkpoint.SlotPattern(t.checkpointKey()))
+		keys, err := c.ScanMatch(checkpoint.SlotPattern(t.checkpointKey()))
 		for _, k := range keys {
 			if err != nil {
 				break

@@ -925,7 +925,7 @@ func conflicts(nodes []*dialer.Conn, dbs []int, mode string, log *slog.Logger) e
 			if n > 0 {
 				keys, _, _ := strings.Cut(strings.TrimPrefix(counts, "keys="), ",")
 				// Not counting resync's own (another task's checkpoint).
-				if own, err := scanMatch(dst, ReservedPrefix+"*"); err == nil {
+				if own, err := dst.ScanMatch(checkpoint.PrefixPattern(ReservedPrefix)); err == nil {
 					if k, err := strconv.Atoi(keys); err == nil {
 						keys = strconv.Itoa(k - len(own))
 					}
