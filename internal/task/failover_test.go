@@ -80,6 +80,34 @@ func failover(t *testing.T, master, replica *redisproc.Server, r *running, promo
 	}
 }
 
+// waitSentinelSeesReplica waits until the Sentinel knows the source's
+// replica: it must, before the master dies.
+func waitSentinelSeesReplica(t *testing.T, s *redisproc.Server) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if v, err := redistest.Dial(t, s).Do("SENTINEL", "slaves", "src"); err == nil && len(v.Elems) > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the Sentinel never saw the replica")
+		}
+	}
+}
+
+// waitSentinelPromoted waits until the Sentinel names rep as the master.
+func waitSentinelPromoted(t *testing.T, s, rep *redisproc.Server) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		v, err := redistest.Dial(t, s).Do("SENTINEL", "get-master-addr-by-name", "src")
+		if err == nil && len(v.Elems) == 2 && v.Elems[1].Text() == strconv.Itoa(rep.Port) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the Sentinel did not fail over")
+		}
+	}
+}
+
 // TestSourceFailoverCandidates: the source's replica, given as a
 // candidate, is promoted by hand after its master dies.
 func TestSourceFailoverCandidates(t *testing.T) {
@@ -98,31 +126,13 @@ func TestSourceFailoverSentinel(t *testing.T) {
 	m := redistest.Start(t)
 	rep := redistest.StartReplica(t, m, "slave-priority 10")
 	s := redistest.StartSentinel(t, m, "src")
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		// The Sentinel must know the replica before the master dies.
-		if v, err := redistest.Dial(t, s).Do("SENTINEL", "slaves", "src"); err == nil && len(v.Elems) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the Sentinel never saw the replica")
-		}
-	}
+	waitSentinelSeesReplica(t, s)
 	dst := redistest.Start(t)
 	r := startWith(t, m, dst, func(c *task.Config) {
 		c.SourceSentinels = []string{s.Addr}
 		c.SourceMaster = "src"
 	})
-	failover(t, m, rep, r, func() {
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			v, err := redistest.Dial(t, s).Do("SENTINEL", "get-master-addr-by-name", "src")
-			if err == nil && len(v.Elems) == 2 && v.Elems[1].Text() == strconv.Itoa(rep.Port) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("the Sentinel did not fail over")
-			}
-		}
-	})
+	failover(t, m, rep, r, func() { waitSentinelPromoted(t, s, rep) })
 }
 
 // TestSourceFailoverSentinelAuth: the Sentinel asks a password of its
@@ -135,14 +145,7 @@ func TestSourceFailoverSentinelAuth(t *testing.T) {
 	so := redistest.Options(t)
 	so.Password = "sentinel-pw"
 	s := redistest.StartSentinelWith(t, so, m, "src")
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if v, err := redistest.Dial(t, s).Do("SENTINEL", "slaves", "src"); err == nil && len(v.Elems) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the Sentinel never saw the replica")
-		}
-	}
+	waitSentinelSeesReplica(t, s)
 	dst := redistest.Start(t)
 	noAuth := task.New(task.Config{Name: "noauth", Source: m.DialOptions(), Target: dst.DialOptions(),
 		SourceSentinels: []string{s.Addr}, SourceMaster: "src"})
@@ -156,17 +159,7 @@ func TestSourceFailoverSentinelAuth(t *testing.T) {
 		c.SourceMaster = "src"
 		c.SourceSentinelAuth = dialer.Options{Password: "sentinel-pw"}
 	})
-	failover(t, m, rep, r, func() {
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			v, err := redistest.Dial(t, s).Do("SENTINEL", "get-master-addr-by-name", "src")
-			if err == nil && len(v.Elems) == 2 && v.Elems[1].Text() == strconv.Itoa(rep.Port) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("the Sentinel did not fail over")
-			}
-		}
-	})
+	failover(t, m, rep, r, func() { waitSentinelPromoted(t, s, rep) })
 }
 
 // TestTargetClusterFailover kills a master of the target cluster under a
