@@ -71,6 +71,11 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return fail(err)
 	}
 	rep := precheck.Run(ctx, cfg)
+	if ctx.Err() != nil {
+		// Interrupted: the checks cut short say nothing of the setup.
+		fmt.Fprintln(stderr, "resync check: stopped before the checks ended")
+		return exitFailed
+	}
 	if *output == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")

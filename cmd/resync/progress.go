@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/resync/resync/internal/task"
 )
@@ -289,7 +290,8 @@ func summaryText(f progressFacts) string {
 	}
 	parts = append(parts, fmt.Sprintf("retries %d", f.retries))
 	if f.state == task.StateRetrying && f.lastError != "" {
-		parts = append(parts, "last error: "+f.lastError)
+		// Server text: no control characters reach the terminal.
+		parts = append(parts, "last error: "+strings.Map(printableRune, f.lastError))
 	}
 	return strings.Join(parts, "  ")
 }
@@ -438,4 +440,13 @@ func (d *termDisplay) draw(b *bytes.Buffer) {
 		b.WriteString("\x1b[K\n")
 	}
 	b.WriteString("\x1b[?7h")
+}
+
+// printableRune keeps a rune that prints, and drops control characters
+// (an escape sequence in a server's error text would drive the terminal).
+func printableRune(r rune) rune {
+	if unicode.IsControl(r) {
+		return -1
+	}
+	return r
 }

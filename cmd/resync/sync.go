@@ -170,11 +170,28 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := pc.Validate(); err != nil {
 		return fail(err)
 	}
-	var ln net.Listener
 	if addr := *f.statusAddr; addr != "" {
 		if err := status.CheckListen(addr, token); err != nil {
 			return fail(fmt.Errorf("--status-addr %s: %w", addr, err))
 		}
+	}
+	// With Sentinels, the URLs may name a former master: check the one
+	// they name now, as the task will use.
+	pc.Source.Addr = locate(ctx, log, "source", pc.Source, cfg.SourceSentinelAuth, cfg.SourceSentinels, cfg.SourceMaster)
+	pc.Target.Addr = locate(ctx, log, "target", pc.Target, cfg.TargetSentinelAuth, cfg.TargetSentinels, cfg.TargetMaster)
+	ok := runPrecheck(ctx, pc, log, stderr)
+	if ctx.Err() != nil {
+		// Stopped during the checks: their failures say nothing.
+		log.Info("stopped before the sync began")
+		return exitOK
+	}
+	if !ok {
+		return exitProblem
+	}
+	// Listening after the checks: a status port that answers is one
+	// whose task runs.
+	var ln net.Listener
+	if addr := *f.statusAddr; addr != "" {
 		if ln, err = net.Listen("tcp", addr); err != nil {
 			return fail(fmt.Errorf("--status-addr %s: %w", addr, err))
 		}
@@ -182,21 +199,6 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		// answers there, so a Sentinel sees a replica it cannot promote.
 		_, port, _ := net.SplitHostPort(ln.Addr().String())
 		cfg.AnnouncePort, _ = strconv.Atoi(port)
-	}
-	ok := runPrecheck(ctx, pc, log, stderr)
-	if ctx.Err() != nil {
-		// Stopped during the checks: their failures say nothing.
-		if ln != nil {
-			ln.Close()
-		}
-		log.Info("stopped before the sync began")
-		return exitOK
-	}
-	if !ok {
-		if ln != nil {
-			ln.Close()
-		}
-		return exitProblem
 	}
 	t := task.New(cfg)
 	if ln != nil {
@@ -278,6 +280,21 @@ func (f *syncFlags) endpoints(log *slog.Logger, warnings []string) (src, dst dia
 	}
 	src.IOTimeout, dst.IOTimeout = *f.ioTimeout, *f.ioTimeout
 	return src, dst, nil
+}
+
+// locate returns the address of the master that a side's Sentinels name
+// (o's own when there are none, or when they cannot say: the task then
+// says why).
+func locate(ctx context.Context, log *slog.Logger, side string, o, auth dialer.Options, sentinels []string, name string) string {
+	if len(sentinels) == 0 {
+		return o.Addr
+	}
+	addr, err := task.AskSentinels(ctx, o, auth, sentinels, name)
+	if err != nil {
+		log.Warn("the "+side+"'s Sentinels do not say where its master is: checking the --"+side+" URL's", "err", err)
+		return o.Addr
+	}
+	return addr
 }
 
 // runPrecheck runs the precheck before a sync: every warning and failure

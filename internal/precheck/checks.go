@@ -1,8 +1,11 @@
 package precheck
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"github.com/resync/resync/internal/resp"
 	"maps"
 	"math"
 	"net"
@@ -411,15 +414,22 @@ func (r *run) countStreams(n *node) (int, error) {
 				if err := n.conn.Writer().Flush(); err != nil {
 					return 0, err
 				}
+				// Every reply is read, even after an error: the
+				// connection serves the node's other checks.
 				streams := keys[:0]
+				var first error
 				for _, k := range keys {
 					t, err := n.conn.Receive("TYPE")
 					if err != nil {
-						return 0, err
+						first = cmp.Or(first, err)
+						continue
 					}
 					if t.Text() == "stream" {
 						streams = append(streams, k)
 					}
+				}
+				if first != nil {
+					return 0, first
 				}
 				keys = streams
 			}
@@ -529,9 +539,29 @@ func (r *run) resumes() (where *node, what string, err error) {
 				return nil, "", err
 			}
 		}
-		for _, p := range checkpoint.Patterns(r.prefix, r.cfg.Name) {
-			keys, err := n.conn.ScanMatch(p)
-			if err != nil {
+		for i, p := range checkpoint.Patterns(r.prefix, r.cfg.Name) {
+			var keys []string
+			if i == 0 {
+				// The task's own key: one EXISTS, not a SCAN of the
+				// keyspace (on a resume it is always there).
+				key := checkpoint.Key(r.prefix, r.cfg.Name, "")
+				v, err := n.do("EXISTS", key)
+				var re *resp.RedisError
+				switch {
+				case errors.As(err, &re) && re.Code() == "MOVED":
+					continue // a cluster master that does not serve its slot
+				case errors.As(err, &re):
+					// A cluster that is down answers no key
+					// command; SCAN still works.
+					if keys, err = n.conn.ScanMatch(p); err != nil {
+						return nil, "", err
+					}
+				case err != nil:
+					return nil, "", err
+				case v.Int == 1:
+					keys = []string{key}
+				}
+			} else if keys, err = n.conn.ScanMatch(p); err != nil {
 				return nil, "", err
 			}
 			if len(keys) == 0 {

@@ -290,7 +290,7 @@ func tellUserFromPassword(ctx context.Context, n *node) (why, fix string) {
 		users = append(users, e.Text())
 	}
 	if !slices.Contains(users, u) {
-		why = fmt.Sprintf("no ACL user %q on the server (it has %s)", u, strings.Join(quoteAll(users), ", "))
+		why = fmt.Sprintf("no ACL user %q on the server", u)
 		fix = "check the user name in the --" + n.side + " URL, or create the user: ACL SETUSER " + u + " on >PASSWORD ..."
 		if withGiven {
 			fix = "the password given is the default user's: leave the user name out of the --" + n.side + " URL, or create the user"

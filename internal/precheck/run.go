@@ -63,6 +63,13 @@ func (r *run) addSide(check string, s *side, v Verdict, why, fix string) {
 func (r *run) run() {
 	r.src = connect(r.ctx, "source", r.cfg.Source)
 	r.dst = connect(r.ctx, "target", r.cfg.Target)
+	// A stop cuts a check short (a SCAN of a big keyspace): the
+	// connections close, and what is left reports itself canceled.
+	src, dst := r.src, r.dst
+	defer context.AfterFunc(r.ctx, func() {
+		src.close()
+		dst.close()
+	})()
 	r.reachability()
 	if !r.buildFilter() {
 		return

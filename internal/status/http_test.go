@@ -34,7 +34,7 @@ func TestTokenGuardsEveryRoute(t *testing.T) {
 		r.SetBasicAuth(user, pw)
 		return r.Header
 	}
-	for _, path := range []string{"/", "/dashboard.js", "/dashboard.css", "/status", "/metrics", "/debug/pprof/", "/debug/pprof/cmdline"} {
+	for _, path := range []string{"/", "/dashboard.js", "/dashboard.css", "/status", "/metrics", "/debug/pprof/", "/debug/pprof/symbol"} {
 		for _, c := range []struct {
 			name   string
 			header http.Header
@@ -109,12 +109,40 @@ func TestCheckListen(t *testing.T) {
 func TestPprofOnlyWhenAsked(t *testing.T) {
 	off := status.Handler(idle(), status.Options{})
 	on := status.Handler(idle(), status.Options{Pprof: true})
-	for _, path := range []string{"/debug/pprof/", "/debug/pprof/cmdline", "/debug/pprof/goroutine?debug=1", "/debug/pprof/symbol"} {
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/symbol"} {
 		if rec := serve(off, path, nil); rec.Code != http.StatusNotFound {
 			t.Errorf("pprof off: %s %d", path, rec.Code)
 		}
 		if rec := serve(on, path, nil); rec.Code != http.StatusOK {
 			t.Errorf("pprof on: %s %d", path, rec.Code)
+		}
+	}
+	// The command line may hold a password (in a URL): never served.
+	if rec := serve(on, "/debug/pprof/cmdline", nil); rec.Code == http.StatusOK {
+		t.Errorf("pprof on: /debug/pprof/cmdline answered %d", rec.Code)
+	}
+}
+
+// Without a token the server answers loopback names only: a web page
+// whose DNS name was rebound to 127.0.0.1 gets nothing.
+func TestLoopbackHostWithoutToken(t *testing.T) {
+	srv, err := status.Start("127.0.0.1:0", idle(), nil, status.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	for host, want := range map[string]int{"": http.StatusOK, "localhost": http.StatusOK, "evil.example": http.StatusForbidden} {
+		req, _ := http.NewRequest("GET", "http://"+srv.Addr()+"/status", nil)
+		if host != "" {
+			req.Host = host
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Host %q: %d, want %d", host, resp.StatusCode, want)
 		}
 	}
 }

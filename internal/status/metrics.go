@@ -2,6 +2,7 @@ package status
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"strings"
 
 	"github.com/resync/resync/internal/task"
 )
@@ -77,11 +78,19 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	st := c.status()
+	// Label values come from the network (command names, addresses):
+	// one Prometheus refuses (not UTF-8) drops its series, never the
+	// process (Collect runs outside net/http's recovery).
+	emit := func(d *prometheus.Desc, typ prometheus.ValueType, v float64, labels ...string) {
+		if m, err := prometheus.NewConstMetric(d, typ, v, labels...); err == nil {
+			ch <- m
+		}
+	}
 	gauge := func(d *prometheus.Desc, v int64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
+		emit(d, prometheus.GaugeValue, float64(v), labels...)
 	}
 	counter := func(d *prometheus.Desc, v int64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+		emit(d, prometheus.CounterValue, float64(v), labels...)
 	}
 	seconds := func(ms int64) float64 { return float64(ms) / 1000 }
 	flag := func(b bool) int64 {
@@ -96,13 +105,13 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(descErrs, st.ErrorsTotal, st.Name)
 	for name, n := range st.CommandsByName {
-		counter(descCmds, n, st.Name, name)
+		counter(descCmds, n, st.Name, strings.ToValidUTF8(name, "\uFFFD"))
 	}
 
 	for _, sh := range shardsOf(st) {
 		id := sh.SourceAddr
 		if sh.LagMs >= 0 {
-			ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, seconds(sh.LagMs), st.Name, id)
+			emit(descLag, prometheus.GaugeValue, seconds(sh.LagMs), st.Name, id)
 		}
 		gauge(descRecv, sh.Received, st.Name, id)
 		gauge(descAppl, sh.Applied, st.Name, id)
@@ -130,7 +139,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 
 	// One target per task so far.
 	if st.LagMs >= 0 {
-		ch <- prometheus.MustNewConstMetric(descTargetLag, prometheus.GaugeValue, seconds(st.LagMs), st.Name, st.TargetAddr)
+		emit(descTargetLag, prometheus.GaugeValue, seconds(st.LagMs), st.Name, st.TargetAddr)
 	}
 	counter(descBytes, st.BytesWritten, st.Name, st.TargetAddr)
 }

@@ -165,6 +165,17 @@ func TestMetricsFollowConventions(t *testing.T) {
 // The Grafana dashboard is importable (a datasource input, a task
 // variable) and asks only for what /metrics serves: every metric its
 // queries name, with the labels they select and group by.
+// A command name that is not UTF-8 (it comes from the source's stream)
+// costs its own series, not the scrape or the process.
+func TestMetricsSurviveBadLabels(t *testing.T) {
+	st := fullStatus()
+	st.CommandsByName = map[string]int64{"\xff\xfe": 3, "set": 5}
+	fams := scrape(t, st)
+	if f := fams["resync_commands_applied_total"]; f == nil || f.series != 2 {
+		t.Fatalf("commands applied: %+v", f)
+	}
+}
+
 func TestGrafanaDashboardMatchesMetrics(t *testing.T) {
 	raw, err := os.ReadFile(filepath.Join("..", "..", "deploy", "grafana", "resync-dashboard.json"))
 	if err != nil {

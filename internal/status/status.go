@@ -213,7 +213,8 @@ func handler(status func() task.Status, o Options) http.Handler {
 		// On this mux only: importing net/http/pprof also registers
 		// it on http.DefaultServeMux, which resync never serves.
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		// No /debug/pprof/cmdline: the command line may hold a password
+		// given in a URL (allowed, with a warning).
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
@@ -223,6 +224,25 @@ func handler(status func() task.Status, o Options) http.Handler {
 		h = requireToken(o.Token, h)
 	}
 	return nosniff(h)
+}
+
+// loopbackHost refuses a request whose Host is not a loopback name: a
+// status server without a token listens on loopback only, and a web
+// page elsewhere could otherwise reach it through a DNS name rebound to
+// 127.0.0.1.
+func loopbackHost(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, err := net.SplitHostPort(r.Host)
+		if err != nil {
+			host = r.Host
+		}
+		ip := net.ParseIP(strings.Trim(host, "[]"))
+		if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			http.Error(w, "resync status: a loopback address only (or give the task a --status-token)", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func nosniff(h http.Handler) http.Handler {
@@ -279,8 +299,12 @@ func Start(addr string, t *task.Task, log *slog.Logger, o Options) (*Server, err
 // Serve serves the task on a listener the caller opened (to know its
 // port before the task exists).
 func Serve(ln net.Listener, t *task.Task, log *slog.Logger, o Options) *Server {
+	h := Handler(t, o)
+	if o.Token == "" {
+		h = loopbackHost(h)
+	}
 	s := &Server{
-		srv: &http.Server{Handler: Handler(t, o), ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
+		srv: &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
 			WriteTimeout: writeTimeout, IdleTimeout: idleTimeout},
 		addr: ln.Addr().String(), done: make(chan error, 1),
 	}

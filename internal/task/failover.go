@@ -45,7 +45,7 @@ func (t *Task) locateSource(ctx context.Context) error {
 	case t.child:
 		addr, err = t.shardMaster(ctx, cur)
 	case len(t.cfg.SourceSentinels) > 0:
-		addr, err = askSentinels(ctx, t.cfg.Source, t.cfg.SourceSentinelAuth, t.cfg.SourceSentinels, t.cfg.SourceMaster)
+		addr, err = AskSentinels(ctx, t.cfg.Source, t.cfg.SourceSentinelAuth, t.cfg.SourceSentinels, t.cfg.SourceMaster)
 		if err != nil {
 			err = fmt.Errorf("source: %w", err)
 		}
@@ -65,9 +65,9 @@ func (t *Task) locateSource(ctx context.Context) error {
 	return nil
 }
 
-// askSentinels asks each Sentinel in turn for the address of the master
+// AskSentinels asks each Sentinel in turn for the address of the master
 // they know as name (base gives the timeouts, auth the login and TLS).
-func askSentinels(ctx context.Context, base, auth dialer.Options, sentinels []string, name string) (string, error) {
+func AskSentinels(ctx context.Context, base, auth dialer.Options, sentinels []string, name string) (string, error) {
 	var errs []error
 	for _, s := range sentinels {
 		o := dialer.Options{Addr: s, Username: auth.Username, Password: auth.Password, TLS: auth.TLS,
@@ -104,7 +104,7 @@ func (t *Task) locateTarget(ctx context.Context) error {
 	if len(t.cfg.TargetSentinels) == 0 {
 		return nil
 	}
-	addr, err := askSentinels(ctx, t.cfg.Target, t.cfg.TargetSentinelAuth, t.cfg.TargetSentinels, t.cfg.TargetMaster)
+	addr, err := AskSentinels(ctx, t.cfg.Target, t.cfg.TargetSentinelAuth, t.cfg.TargetSentinels, t.cfg.TargetMaster)
 	if err != nil {
 		return fmt.Errorf("target: %w", err)
 	}

@@ -85,7 +85,12 @@ func (e *Error) Error() string {
 		what += " " + e.Keys.QuoteString(e.Key)
 	}
 	if e.Reply != "" {
-		return fmt.Sprintf("target %s refused %s: %s", e.Addr, what, e.Reply)
+		reply := e.Reply
+		if i := strings.Index(reply, "args beginning with"); i >= 0 && e.Keys.Redact {
+			// Redis quotes the command's first arguments there.
+			reply = reply[:i] + "args (redacted)"
+		}
+		return fmt.Sprintf("target %s refused %s: %s", e.Addr, what, reply)
 	}
 	return fmt.Sprintf("target %s: %s: %v", e.Addr, what, e.Err)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/resync/resync/internal/keyname"
 	"strings"
 	"testing"
 	"time"
@@ -172,5 +173,19 @@ func TestConnectionLost(t *testing.T) {
 	}
 	if w.Applied() != 1 {
 		t.Fatalf("applied %d", w.Applied())
+	}
+}
+
+// With redaction, an error names no key: neither in its own words nor in
+// the arguments Redis quotes back.
+func TestErrorRedactsKeys(t *testing.T) {
+	e := &writer.Error{Addr: "t:1", Command: "FOO", Key: "user:alice",
+		Reply: "ERR unknown command 'FOO', with args beginning with: 'user:alice' ", Keys: keyname.Style{Redact: true}}
+	if msg := e.Error(); strings.Contains(msg, "alice") || !strings.Contains(msg, "key#") {
+		t.Fatalf("redacted: %s", msg)
+	}
+	e.Keys = keyname.Style{}
+	if msg := e.Error(); !strings.Contains(msg, `"user:alice"`) {
+		t.Fatalf("plain: %s", msg)
 	}
 }
