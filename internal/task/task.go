@@ -955,6 +955,9 @@ func foreignKeys(c *dialer.Conn, db int) (int, error) {
 		if err != nil {
 			return 0, err
 		}
+		if len(v.Elems) != 2 {
+			return 0, fmt.Errorf("redis %s: SCAN: unexpected reply", c.Addr())
+		}
 		for _, k := range v.Elems[1].Elems {
 			if !strings.HasPrefix(k.Text(), ReservedPrefix) {
 				return 1, nil
