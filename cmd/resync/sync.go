@@ -33,9 +33,12 @@ type syncFlags struct {
 	// How to log in to each side's Sentinels.
 	sourceSentinelAuth, targetSentinelAuth sentinelAuthFlags
 	spoolMax                               *byteSize
-	reset                                  *bool
-	sel                                    *selectionFlags
-	load                                   *loadFlags
+	// Throttles per target node and second.
+	maxOps   *int
+	maxBytes byteSize
+	reset    *bool
+	sel      *selectionFlags
+	load     *loadFlags
 	// skipCheck waives prechecks by name (resync check lists them).
 	skipCheck                    listFlag
 	statusToken, statusTokenFile *string
@@ -73,6 +76,8 @@ func newSyncFlags(stderr io.Writer) (*flag.FlagSet, *syncFlags) {
 	f.masterName = fs.String("source-master", "", "the name the Sentinels know the source's master by")
 	f.targetSentinels = fs.String("target-sentinel", "", "comma-separated host:port of Sentinels that monitor a standalone target (with --target-master): after its failover resync writes to the master they name")
 	f.targetMaster = fs.String("target-master", "", "the name the target's Sentinels know its master by")
+	f.maxOps = fs.Int("target-max-ops", 0, "at most this many commands per second to each target node (0: no bound), to spare a production target")
+	fs.Var(&f.maxBytes, "target-max-bytes", "at most this many bytes of commands per second to each target node, e.g. 50MiB (0: no bound)")
 	f.sourceSentinelAuth = addSentinelAuthFlags(fs, "source")
 	f.targetSentinelAuth = addSentinelAuthFlags(fs, "target")
 	fs.Var(&f.skipCheck, "skip-check", "waive a precheck by name (repeatable, or comma-separated; resync check lists the names)")
@@ -132,6 +137,9 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
+	if *f.maxOps < 0 {
+		return fail(fmt.Errorf("--target-max-ops %d: want 0 (no bound) or more", *f.maxOps))
+	}
 	if *f.delivery != task.DeliveryExactlyOnce && *f.delivery != task.DeliveryAtLeastOnce {
 		return fail(fmt.Errorf("--delivery %q: want %s or %s", *f.delivery, task.DeliveryExactlyOnce, task.DeliveryAtLeastOnce))
 	}
@@ -155,6 +163,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	cfg := task.Config{Name: *f.name, Source: src, Target: dst, BufferBytes: int(*f.buffer),
 		SourceSentinelAuth: srcSentinel, TargetSentinelAuth: dstSentinel,
+		TargetMaxOps: *f.maxOps, TargetMaxBytes: int(f.maxBytes),
 		HeartbeatInterval: *f.heartbeat, RetryFor: *f.retryFor, Delivery: *f.delivery, Reset: *f.reset,
 		SpoolDir: *f.spoolDir, SpoolMax: int64(*f.spoolMax), Logger: log,
 		SourceCandidates: splitList(*f.candidates), SourceSentinels: splitList(*f.sentinels), SourceMaster: *f.masterName,

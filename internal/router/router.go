@@ -91,6 +91,9 @@ type Options struct {
 	Checkpoint *SlotCheckpoints
 	// Keys says how errors and logs show key names.
 	Keys keyname.Style
+	// MaxOps and MaxBytes bound each master's commands and bytes per
+	// second (writer.Options).
+	MaxOps, MaxBytes int
 }
 
 // SlotCheckpoints describes the per-slot checkpoints of exact delivery.
@@ -199,7 +202,8 @@ func (r *Router) writer(ctx context.Context, addr string) (*writer.Writer, error
 	}
 	o := r.o.Target
 	o.Addr, o.DB = addr, 0
-	w, err := writer.Open(ctx, writer.Options{Target: o, Window: r.o.Window, WindowBytes: r.o.WindowBytes, Cluster: true, Keys: r.o.Keys})
+	w, err := writer.Open(ctx, writer.Options{Target: o, Window: r.o.Window, WindowBytes: r.o.WindowBytes, Cluster: true, Keys: r.o.Keys,
+		MaxOps: r.o.MaxOps, MaxBytes: r.o.MaxBytes})
 	if err != nil {
 		return nil, fmt.Errorf("target: %w", err)
 	}
@@ -731,6 +735,18 @@ func (r *Router) Applied() int64 {
 		}
 	}
 	return max(a, 0)
+}
+
+// Throttled is how long the masters' writers have waited on their
+// throttles, in all.
+func (r *Router) Throttled() time.Duration {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var d time.Duration
+	for _, addr := range r.order {
+		d += r.writers[addr].Throttled()
+	}
+	return d
 }
 
 // Err returns the first writer's failure, if any.

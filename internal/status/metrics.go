@@ -61,12 +61,14 @@ var (
 
 	descTargetLag = prometheus.NewDesc("resync_target_lag_seconds",
 		"End-to-end lag of a target: the worst of the source shards' as applied there (absent while unknown).", targetLabels, nil)
+	descThrottled = prometheus.NewDesc("resync_target_throttled_seconds_total",
+		"Time the writes to a target waited on --target-max-ops and --target-max-bytes (since its connection opened).", targetLabels, nil)
 	descBytes = prometheus.NewDesc("resync_written_bytes_total",
 		"Bytes of commands and snapshot payloads written to a target.", targetLabels, nil)
 )
 
 var allDescs = []*prometheus.Desc{descState, descErrs, descCmds, descLag, descRecv, descAppl, descKeys, descRDBRecv, descRDBAppl,
-	descRDBSize, descRetry, descSpool, descBack, descPub, descSkip, descRewr, descTargetLag, descBytes}
+	descRDBSize, descRetry, descSpool, descBack, descPub, descSkip, descRewr, descTargetLag, descThrottled, descBytes}
 
 var states = []string{task.StatePrecheck, task.StateFullSync, task.StateSynchronizing, task.StateRetrying, task.StateFailed, task.StateStopped}
 
@@ -142,4 +144,5 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		emit(descTargetLag, prometheus.GaugeValue, seconds(st.LagMs), st.Name, st.TargetAddr)
 	}
 	counter(descBytes, st.BytesWritten, st.Name, st.TargetAddr)
+	emit(descThrottled, prometheus.CounterValue, seconds(st.ThrottledMs), st.Name, st.TargetAddr)
 }

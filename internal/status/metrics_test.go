@@ -133,6 +133,7 @@ func TestMetricsFollowConventions(t *testing.T) {
 		"resync_publish_skipped_total":              {"shard"},
 		"resync_skipped_total":                      {"shard", "reason"},
 		"resync_target_lag_seconds":                 {"target"},
+		"resync_target_throttled_seconds_total":     {"target"},
 		"resync_written_bytes_total":                {"target"},
 	}
 	for name, labels := range want {

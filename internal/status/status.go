@@ -97,10 +97,19 @@ type FullSync struct {
 
 // Target is one target's state.
 type Target struct {
-	Address   string `json:"address"`
-	State     string `json:"state"`
-	LagMs     *int64 `json:"lag_ms"`
-	LastError string `json:"last_error"`
+	Address   string   `json:"address"`
+	State     string   `json:"state"`
+	LagMs     *int64   `json:"lag_ms"`
+	LastError string   `json:"last_error"`
+	Throttle  Throttle `json:"throttle"`
+}
+
+// Throttle is a target's bounds per node and second (0: none), and how
+// long its current connection has waited on them.
+type Throttle struct {
+	MaxOps           int     `json:"max_ops"`
+	MaxBytes         int     `json:"max_bytes"`
+	ThrottledSeconds float64 `json:"throttled_seconds"`
 }
 
 // known is v, or nil for the -1 that stands for unknown.
@@ -127,7 +136,8 @@ func FromTask(st task.Status) Doc {
 		CommandsApplied: st.Commands, KeysWritten: st.KeysWritten, ErrorsTotal: st.ErrorsTotal,
 		Errors: make([]ErrorEvent, 0, len(st.Errors)),
 		// One target per task so far; the list is ready for more.
-		Targets: []Target{{Address: st.TargetAddr, State: st.State, LagMs: known(st.LagMs), LastError: st.LastError}},
+		Targets: []Target{{Address: st.TargetAddr, State: st.State, LagMs: known(st.LagMs), LastError: st.LastError,
+			Throttle: Throttle{MaxOps: st.TargetMaxOps, MaxBytes: st.TargetMaxBytes, ThrottledSeconds: float64(st.ThrottledMs) / 1000}}},
 	}
 	for _, e := range st.Errors {
 		d.Errors = append(d.Errors, ErrorEvent{Time: e.Time, Text: e.Text})

@@ -165,6 +165,7 @@ func aggregate(st *Status, shards []Status) {
 		st.PartialSkipped += s.PartialSkipped
 		st.RDBBytes += s.RDBBytes
 		st.RDBBytesApplied += s.RDBBytesApplied
+		st.ThrottledMs += s.ThrottledMs
 		st.Errors = append(st.Errors, s.Errors...)
 		st.ErrorsTotal += s.ErrorsTotal
 		st.PublishSkipped += s.PublishSkipped

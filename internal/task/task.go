@@ -109,6 +109,9 @@ type Config struct {
 	// each side's Sentinels: user, password and TLS (the addresses come
 	// from the lists above). The zero value is plain TCP, no password.
 	SourceSentinelAuth, TargetSentinelAuth dialer.Options
+	// TargetMaxOps and TargetMaxBytes bound the commands and bytes sent
+	// to each target node per second (0: no bound).
+	TargetMaxOps, TargetMaxBytes int
 	// RedactKeys keeps key names out of the task's logs, errors and
 	// status: a key is shown by a short hash of its name instead.
 	RedactKeys bool
@@ -211,6 +214,8 @@ type Task struct {
 	lock       *taskLock
 	window     *retryWindow // the retries of lost connections, source or target
 
+	// out is the sink in use, for the status (its throttle's waits).
+	out atomic.Pointer[sinkRef]
 	// queue holds the stream between the receiver and the writers while
 	// a session streams (nil otherwise).
 	queue *spool.Queue
@@ -318,6 +323,11 @@ type Status struct {
 	// stopped reading the source).
 	SpoolMemBytes, SpoolDiskBytes int64
 	BackPressure                  bool
+	// TargetMaxOps and TargetMaxBytes are the throttles per target node
+	// (0: none), and ThrottledMs how long the current target connection
+	// has waited on them.
+	TargetMaxOps, TargetMaxBytes int
+	ThrottledMs                  int64
 	// Errors are the task's last errors (failures and retried
 	// connection losses), oldest first.
 	Errors []ErrorEvent
@@ -376,6 +386,10 @@ func (t *Task) ownStatus() Status {
 		PublishSkipped: t.published.Load(), Commands: t.commands.Load(), LagMs: t.lagMs.Load(),
 		SourceAddr: t.source.Addr, TargetAddr: t.target.Addr, BytesWritten: t.bytesOut.Load() + t.counts.Bytes.Load(),
 		CommandsByName: maps.Clone(t.byName), Retries: t.retries}
+	st.TargetMaxOps, st.TargetMaxBytes = t.cfg.TargetMaxOps, t.cfg.TargetMaxBytes
+	if r := t.out.Load(); r != nil {
+		st.ThrottledMs = r.s.Throttled().Milliseconds()
+	}
 	if t.queue != nil {
 		qs := t.queue.Stats()
 		st.SpoolMemBytes, st.SpoolDiskBytes, st.BackPressure = qs.MemBytes, qs.DiskBytes, qs.Blocked
@@ -795,13 +809,27 @@ type sink interface {
 	Applied() int64
 	Err() error
 	Close() error
+	// Throttled is how long the sink has waited on its throttles.
+	Throttled() time.Duration
 }
+
+// sinkRef holds a sink for an atomic pointer.
+type sinkRef struct{ s sink }
 
 // openTarget opens the writer, or for a cluster the router.
 func (t *Task) openTarget(ctx context.Context) (sink, error) {
+	s, err := t.openSink(ctx)
+	if err == nil {
+		t.out.Store(&sinkRef{s})
+	}
+	return s, err
+}
+
+func (t *Task) openSink(ctx context.Context) (sink, error) {
 	// Never a typed nil in the interface: callers test it against nil.
 	if t.targetCluster {
 		o := router.Options{Target: t.targetOpts(), Window: t.cfg.Window, WindowBytes: t.cfg.WindowBytes, Keys: t.keys(),
+			MaxOps: t.cfg.TargetMaxOps, MaxBytes: t.cfg.TargetMaxBytes,
 			CrossSlot: t.cfg.CrossSlot, SplitTransactions: t.cfg.SplitTransactions, Logger: t.log, Seeds: t.targetSeeds}
 		if t.exact() {
 			o.Checkpoint = &router.SlotCheckpoints{Key: t.slotKey, Value: t.slotValue}
@@ -812,7 +840,8 @@ func (t *Task) openTarget(ctx context.Context) (sink, error) {
 		}
 		return r, nil
 	}
-	w, err := writer.Open(ctx, writer.Options{Target: t.targetOpts(), Window: t.cfg.Window, WindowBytes: t.cfg.WindowBytes, Keys: t.keys()})
+	w, err := writer.Open(ctx, writer.Options{Target: t.targetOpts(), Window: t.cfg.Window, WindowBytes: t.cfg.WindowBytes, Keys: t.keys(),
+		MaxOps: t.cfg.TargetMaxOps, MaxBytes: t.cfg.TargetMaxBytes})
 	if err != nil {
 		return nil, err
 	}

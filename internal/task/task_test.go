@@ -394,3 +394,38 @@ func TestStopDuringPrecheck(t *testing.T) {
 		}
 	}
 }
+
+// TestTargetThrottle: --target-max-ops holds for the stream, and the
+// status says how long the writes waited.
+func TestTargetThrottle(t *testing.T) {
+	src, dst := redistest.Start(t), redistest.Start(t)
+	r := startWith(t, src, dst, func(c *task.Config) {
+		c.TargetMaxOps = 2000
+		c.Delivery = task.DeliveryAtLeastOnce // one command per command: the count is the source's
+	})
+	r.waitState(t, task.StateSynchronizing)
+	c := redistest.Dial(t, src)
+	const n = 6000
+	for i := range n {
+		c.Writer().WriteCommandStrings("SET", "k"+strconv.Itoa(i), "v")
+	}
+	if err := c.Writer().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		if _, err := c.Receive("SET"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	r.waitCaughtUpWithin(t, src, 20*time.Second)
+	took := time.Since(start)
+	// 6000 commands (and a few PINGs and heartbeats) at 2000/s: about
+	// 3 s, less the first burst.
+	if took < 2500*time.Millisecond {
+		t.Fatalf("caught up in %s: the throttle did not hold", took)
+	}
+	if st := r.task.Status(); st.ThrottledMs < 1000 || st.TargetMaxOps != 2000 {
+		t.Fatalf("status: throttled %d ms, max ops %d", st.ThrottledMs, st.TargetMaxOps)
+	}
+}

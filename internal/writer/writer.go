@@ -36,6 +36,9 @@ type Options struct {
 	Cluster bool
 	// Keys says how errors show key names.
 	Keys keyname.Style
+	// MaxOps and MaxBytes bound the commands and argument bytes sent per
+	// second (0: no bound).
+	MaxOps, MaxBytes int
 }
 
 // Op is one command to apply.
@@ -138,6 +141,8 @@ type Writer struct {
 	seen       int64
 	txRedirect *Redirect
 
+	limit *throttle // nil without bounds
+
 	applied   atomic.Int64
 	confirmed atomic.Int64 // commands confirmed
 	tolerated atomic.Int64 // error replies the source answered too
@@ -158,7 +163,7 @@ func Open(ctx context.Context, o Options) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Writer{o: o, conn: c, w: c.Writer(), addr: o.Target.Addr,
+	w := &Writer{o: o, conn: c, w: c.Writer(), addr: o.Target.Addr, limit: newThrottle(o.MaxOps, o.MaxBytes),
 		inflight: make(chan pending, o.Window), closing: make(chan struct{}), done: make(chan struct{})}
 	w.cond = sync.NewCond(&w.mu)
 	go w.readReplies()
@@ -199,6 +204,11 @@ func (w *Writer) Write(op Op) error {
 		if w.inTx {
 			p.offset, p.inTx = 0, true
 			w.tx = append(w.tx, pending{name: p.name, key: p.key, op: p.op, lenient: p.lenient})
+		}
+	}
+	if w.limit != nil {
+		if err := w.pace(p.size); err != nil {
+			return err
 		}
 	}
 	if err := w.reserve(p.size); err != nil {

@@ -189,3 +189,41 @@ func TestErrorRedactsKeys(t *testing.T) {
 		t.Fatalf("plain: %s", msg)
 	}
 }
+
+// The throttles hold: commands per second, and bytes per second; the
+// time spent waiting is reported. (Lower bounds only: a loaded machine
+// may be slower still.)
+func TestThrottle(t *testing.T) {
+	s := redistest.Start(t)
+	for _, c := range []struct {
+		name string
+		o    writer.Options
+		n    int
+		val  string
+	}{
+		{"ops", writer.Options{MaxOps: 4000}, 8000, "v"},
+		// 8000 commands of about 1 KiB: 8 MiB at 4 MiB/s.
+		{"bytes", writer.Options{MaxBytes: 4 << 20}, 8000, strings.Repeat("x", 1024-16*3-8)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := open(t, s, c.o)
+			start := time.Now()
+			for i := 1; i <= c.n; i++ {
+				if err := w.Write(op(int64(i), "SET", fmt.Sprint("k", i), c.val)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := sync(t, w); err != nil {
+				t.Fatal(err)
+			}
+			took := time.Since(start)
+			if took < 1800*time.Millisecond { // 2 s, less the first burst (0.1 s)
+				t.Fatalf("%d commands in %s: the throttle let them through faster than 1.8 s", c.n, took)
+			}
+			if w.Throttled() < time.Second {
+				t.Fatalf("throttled %s of %s", w.Throttled(), took)
+			}
+			t.Logf("%d commands in %s, %s of it waiting", c.n, took.Round(time.Millisecond), w.Throttled().Round(time.Millisecond))
+		})
+	}
+}
