@@ -142,6 +142,15 @@
     $("shardcount").textContent = n === 1 ? "1 shard" : n + " shards";
   }
 
+  // throttle says a target's bounds and the time writes waited on them.
+  function throttle(t) {
+    if (!t || (!t.max_ops && !t.max_bytes)) return "none";
+    const parts = [];
+    if (t.max_ops) parts.push(t.max_ops.toLocaleString() + " ops/s");
+    if (t.max_bytes) parts.push(bytes(t.max_bytes) + "/s");
+    return parts.join(", ") + " · waited " + t.throttled_seconds.toFixed(1) + " s";
+  }
+
   function renderTargets(targets) {
     const body = $("targets");
     body.replaceChildren();
@@ -150,6 +159,7 @@
         el("td", { class: "mono", text: tg.address }),
         el("td", {}, stateBadge(tg.state, true)),
         el("td", { class: "num", text: lag(tg.lag_ms) }),
+        el("td", { class: "muted", text: throttle(tg.throttle) }),
         // The last error stays listed once the target is healthy again,
         // quietly.
         tg.last_error ? el("td", { class: "error" + (tg.state === "retrying" || tg.state === "failed" ? "" : " past"), text: tg.last_error })
