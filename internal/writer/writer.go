@@ -103,7 +103,7 @@ func (e *Error) Unwrap() error { return e.Err }
 // pending is a command sent and not yet answered.
 type pending struct {
 	name    string
-	key     string
+	key     []byte // in a keys chunk: read-only
 	size    int
 	offset  int64
 	mark    bool      // no command: only an offset to reach
@@ -143,6 +143,13 @@ type Writer struct {
 
 	limit *throttle // nil without bounds
 
+	// names maps a command name as sent to its upper case, and keys is
+	// the chunk the pending commands' keys are copied into: a command
+	// costs no allocation of its own for either (the key is kept for an
+	// error's message; a chunk goes when its last command is answered).
+	names map[string]string
+	keys  []byte
+
 	applied   atomic.Int64
 	confirmed atomic.Int64 // commands confirmed
 	tolerated atomic.Int64 // error replies the source answered too
@@ -174,12 +181,12 @@ func Open(ctx context.Context, o Options) (*Writer, error) {
 // waits while the window is full. It returns the writer's failure, if
 // any: nothing after a failed command counts as applied.
 func (w *Writer) Write(op Op) error {
-	p := pending{name: strings.ToUpper(string(op.Args[0])), offset: op.Offset, lenient: op.SourceMayFail}
+	p := pending{name: w.name(op.Args[0]), offset: op.Offset, lenient: op.SourceMayFail}
 	switch {
 	case op.Key != nil:
-		p.key = string(op.Key)
+		p.key = w.keep(op.Key)
 	case len(op.Args) > 1:
-		p.key = string(op.Args[1])
+		p.key = w.keep(op.Args[1])
 	}
 	for _, a := range op.Args {
 		p.size += len(a) + 16
@@ -240,6 +247,35 @@ func (op Op) Clone() Op {
 		op.Key = append([]byte(nil), op.Key...)
 	}
 	return op
+}
+
+// name returns a command name in upper case, allocating only for a name
+// not seen before.
+func (w *Writer) name(b []byte) string {
+	if n, ok := w.names[string(b)]; ok {
+		return n
+	}
+	n := strings.ToUpper(string(b))
+	if w.names == nil {
+		w.names = map[string]string{}
+	}
+	if len(w.names) < 1024 { // a bound, against a stream of odd names
+		w.names[string(b)] = n
+	}
+	return n
+}
+
+// keysChunk is the size of the chunks keys are copied into.
+const keysChunk = 64 << 10
+
+// keep copies a key into the current chunk (a new one when it is full).
+func (w *Writer) keep(key []byte) []byte {
+	if len(w.keys)+len(key) > cap(w.keys) {
+		w.keys = make([]byte, 0, max(keysChunk, len(key)))
+	}
+	start := len(w.keys)
+	w.keys = append(w.keys, key...)
+	return w.keys[start:len(w.keys):len(w.keys)]
 }
 
 // Mark records that offset is reached once every command before it is
@@ -378,7 +414,7 @@ func (w *Writer) readReplies() {
 		if !p.mark {
 			v, err := r.ReadValue()
 			if err != nil {
-				w.setErr(&Error{Addr: w.addr, Command: p.name, Key: p.key, Err: err})
+				w.setErr(&Error{Addr: w.addr, Command: p.name, Key: string(p.key), Err: err})
 				return
 			}
 			if w.o.Cluster && w.redirected(p, v) {
@@ -521,7 +557,7 @@ func (w *Writer) Resume() {
 // answered too are counted (tolerated).
 func check(p pending, v resp.Value) (tolerated int, _ *Error) {
 	if re := v.Err(); re != nil {
-		e := &Error{Command: p.name, Key: p.key, Reply: string(v.Str), Err: re}
+		e := &Error{Command: p.name, Key: string(p.key), Reply: string(v.Str), Err: re}
 		if p.name == "EXEC" && bytes.HasPrefix(v.Str, []byte("EXECABORT")) && len(p.queued) > 0 {
 			e.Command = "EXEC (MULTI of " + names(p.queued) + ")"
 		}
@@ -541,7 +577,7 @@ func check(p pending, v resp.Value) (tolerated int, _ *Error) {
 					tolerated++
 					continue
 				}
-				return 0, &Error{Command: q.name + " (in EXEC)", Key: q.key, Reply: string(r.Str), Err: re}
+				return 0, &Error{Command: q.name + " (in EXEC)", Key: string(q.key), Reply: string(r.Str), Err: re}
 			}
 		}
 	}
