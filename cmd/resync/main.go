@@ -74,9 +74,3 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintln(w, "\n\"resync <command> -h\" lists a command's options.")
 }
-
-// notImplemented is what a subcommand that is not built yet does.
-func notImplemented(stderr io.Writer, name string) int {
-	fmt.Fprintf(stderr, "resync %s: not implemented yet\n", name)
-	return exitUsage
-}

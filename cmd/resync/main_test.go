@@ -34,15 +34,6 @@ func TestUsage(t *testing.T) {
 	}
 }
 
-func TestNotYetBuiltCommandsSaySo(t *testing.T) {
-	for _, name := range []string{"bench"} {
-		code, _, errOut := runCLI(name, "--source", "redis://127.0.0.1:1")
-		if code != exitUsage || !strings.Contains(errOut, "not implemented yet") {
-			t.Errorf("%s: exit %d, %q", name, code, errOut)
-		}
-	}
-}
-
 func TestDemo(t *testing.T) {
 	bin := redistest.Binary(t)
 	code, out, errOut := runCLI("demo", "--redis-server", bin)
