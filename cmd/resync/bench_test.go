@@ -64,6 +64,7 @@ func TestBench(t *testing.T) {
 		"cluster.full.resync.peak_rss_mib", "cluster.full.target_master_1.commands_per_sec",
 		"cluster.full.target_master_2.commands_per_sec", "cluster.full.target_master_3.commands_per_sec",
 		"cluster.full.all_masters_busy_pct",
+		"throttle.resync.target_ops_per_sec", "throttle.bound",
 	}
 	stream := []string{"source_ops_per_sec", "applied_ops_per_sec", "catch_up_seconds"}
 	for _, load := range []string{"heavy", "moderate"} {
@@ -103,8 +104,12 @@ func TestBench(t *testing.T) {
 	if r := got["incremental.resync_exactly_once.heavy.applied_ops_per_sec"].Ratios; len(r) != 1 || r[0].To != "incremental.native_replica.heavy.applied_ops_per_sec" {
 		t.Errorf("stream ratios %+v", r)
 	}
-	if len(rep.Goals) != 4 {
+	if len(rep.Goals) != 5 {
 		t.Errorf("goals %+v", rep.Goals)
+	}
+	// The throttle holds even on a tiny data set: its backlog is its own.
+	if g := rep.Goals[len(rep.Goals)-1]; g.Figure != "throttle.resync.target_ops_per_sec" || !g.Met {
+		t.Errorf("throttle goal %+v", g)
 	}
 	assertCleanedUp(t, tmp)
 }

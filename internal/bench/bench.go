@@ -35,10 +35,13 @@ const (
 	PartIncremental = "incremental" // the stream under load, beside a native replica
 	PartCluster     = "cluster"     // cluster(3) to cluster(3): full sync and stream
 	PartMemory      = "memory"      // resync's peak RSS (and with --big, the big keys')
+	PartThrottle    = "throttle"    // --target-max-ops holding under a load
 )
 
 // Parts lists every part, in the order a run measures them.
-func Parts() []string { return []string{PartFull, PartIncremental, PartCluster, PartMemory} }
+func Parts() []string {
+	return []string{PartFull, PartIncremental, PartThrottle, PartCluster, PartMemory}
+}
 
 // Defaults of Config.
 const (
@@ -202,7 +205,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 func (r *runner) run(ctx context.Context) error {
 	c := r.cfg
 	d := NewDataSet(c.Keys)
-	if c.wants(PartFull) || c.wants(PartMemory) || c.wants(PartIncremental) {
+	if c.wants(PartFull) || c.wants(PartMemory) || c.wants(PartIncremental) || c.wants(PartThrottle) {
 		src, err := r.start(ctx)
 		if err != nil {
 			return err
@@ -223,6 +226,11 @@ func (r *runner) run(ctx context.Context) error {
 				return fmt.Errorf("incremental: %w", err)
 			}
 		}
+		if c.wants(PartThrottle) {
+			if err := r.throttle(ctx, src); err != nil {
+				return fmt.Errorf("throttle: %w", err)
+			}
+		}
 		src.Stop()
 	}
 	if c.Big && (c.wants(PartFull) || c.wants(PartMemory)) {
@@ -239,7 +247,7 @@ func (r *runner) run(ctx context.Context) error {
 	r.notes()
 	// The big keys come after the stream, to spare the main source's
 	// memory; their figures go with the other memory figures.
-	order := []string{PartFull, PartMemory, PartIncremental, PartCluster}
+	order := []string{PartFull, PartMemory, PartIncremental, PartThrottle, PartCluster}
 	slices.SortStableFunc(r.rep.Figures, func(a, b Figure) int {
 		sa, _, _ := strings.Cut(a.ID, ".")
 		sb, _, _ := strings.Cut(b.ID, ".")
@@ -330,6 +338,10 @@ func (r *runner) goals() {
 		if f := r.rep.figure(id); f != nil {
 			r.rep.Goals = append(r.rep.Goals, Goal{Figure: id, Want: "<= 10 ms", Got: f.Median, Met: f.Median <= 10})
 		}
+	}
+	if f := r.rep.figure("throttle.resync.target_ops_per_sec"); f != nil {
+		met := f.Median >= throttleOps*0.95 && f.Median <= throttleOps*1.05
+		r.rep.Goals = append(r.rep.Goals, Goal{Figure: f.ID, Want: fmt.Sprintf("%d ± 5%%", throttleOps), Got: f.Median, Met: met})
 	}
 }
 

@@ -354,7 +354,7 @@ func (r *runner) warmUp(ctx context.Context, src nodes) error {
 
 // withResync starts a fresh target (or empties the cluster's), runs
 // resync into it until synchronizing, runs measure, and stops both.
-func (r *runner) withResync(ctx context.Context, src nodes, delivery string, measure func(follower) error) error {
+func (r *runner) withResync(ctx context.Context, src nodes, delivery string, measure func(follower) error, extra ...string) error {
 	var dst nodes
 	if len(src) == 1 {
 		s, err := r.start(ctx)
@@ -376,7 +376,7 @@ func (r *runner) withResync(ctx context.Context, src nodes, delivery string, mea
 		return err
 	}
 	r.logf("resync %s: full sync before the loads", delivery)
-	p, err := r.startResync(ctx, src[0], dst[0], delivery)
+	p, err := r.startResync(ctx, src[0], dst[0], delivery, extra...)
 	if err != nil {
 		return err
 	}

@@ -37,7 +37,7 @@ type resyncProc struct {
 // startResync starts resync sync from source to target (the first node
 // of each: a cluster is found by resync itself) with the given delivery.
 // The process is stopped with stop, or when ctx ends.
-func (r *runner) startResync(ctx context.Context, source, target *redisproc.Server, delivery string) (*resyncProc, error) {
+func (r *runner) startResync(ctx context.Context, source, target *redisproc.Server, delivery string, extra ...string) (*resyncProc, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -52,6 +52,7 @@ func (r *runner) startResync(ctx context.Context, source, target *redisproc.Serv
 		"--status-addr", addr, "--progress", "off", "--name", "bench",
 		"--delivery", delivery, "--heartbeat-interval", heartbeatInterval.String(),
 		"--spool-dir", filepath.Join(logDir, "spool"))
+	args = append(args, extra...)
 	p := &resyncProc{url: "http://" + addr + "/status", logPath: filepath.Join(logDir, "resync.log"),
 		client: &http.Client{Timeout: 5 * time.Second}, done: make(chan struct{})}
 	logFile, err := os.Create(p.logPath)
