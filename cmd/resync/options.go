@@ -166,7 +166,7 @@ func addLoadFlags(fs *flag.FlagSet) *loadFlags {
 	l := &loadFlags{bigBytes: task.DefaultBigKeyBytes}
 	l.onConflict = fs.String("on-conflict", task.ConflictIntercept, "intercept: refuse a target whose selected databases hold keys; overwrite: replace keys of the same name, keep the others")
 	l.rewrite = fs.String("rewrite", task.RewriteAuto, "auto: write keys as commands only when the target cannot load their payload; always: every key")
-	fs.Var(&l.bigBytes, "big-key-threshold", "write a key bigger than this (payload bytes, e.g. 64MiB) in chunks")
+	fs.Var(&l.bigBytes, "big-key-threshold", "write a key bigger than this (payload bytes, e.g. 64MiB) in chunks: it bounds the memory one key takes")
 	l.bigElems = fs.Int("big-key-elements", task.DefaultBigKeyElements, "write a key with more elements than this in chunks (0: no element bound)")
 	l.drop = fs.Bool("drop-unsupported", false, "drop (count and log) what the target cannot hold, instead of failing: hash field TTLs before 7.4, streams before 5.0, module values")
 	l.crossSlot = fs.String("cross-slot", router.CrossSlotFail, "a cluster target, a command whose keys span its slots and cannot be split: fail (the task stops, naming it) or skip (logged and counted)")

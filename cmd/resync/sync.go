@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,6 +37,8 @@ type syncFlags struct {
 	// Throttles per target node and second.
 	maxOps   *int
 	maxBytes byteSize
+	// memLimit is the Go runtime's soft memory limit (0: derived).
+	memLimit byteSize
 	reset    *bool
 	sel      *selectionFlags
 	load     *loadFlags
@@ -76,6 +79,7 @@ func newSyncFlags(stderr io.Writer) (*flag.FlagSet, *syncFlags) {
 	f.masterName = fs.String("source-master", "", "the name the Sentinels know the source's master by")
 	f.targetSentinels = fs.String("target-sentinel", "", "comma-separated host:port of Sentinels that monitor a standalone target (with --target-master): after its failover resync writes to the master they name")
 	f.targetMaster = fs.String("target-master", "", "the name the target's Sentinels know its master by")
+	fs.Var(&f.memLimit, "memory-limit", "a soft bound on resync's memory: the garbage collector works harder near it (0: twice --buffer-bytes, four times --big-key-threshold, and 64MiB; $GOMEMLIMIT wins)")
 	f.maxOps = fs.Int("target-max-ops", 0, "at most this many commands per second to each target node (0: no bound), to spare a production target")
 	fs.Var(&f.maxBytes, "target-max-bytes", "at most this many bytes of commands per second to each target node, e.g. 50MiB (0: no bound)")
 	f.sourceSentinelAuth = addSentinelAuthFlags(fs, "source")
@@ -188,6 +192,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// they name now, as the task will use.
 	pc.Source.Addr = locate(ctx, log, "source", pc.Source, cfg.SourceSentinelAuth, cfg.SourceSentinels, cfg.SourceMaster)
 	pc.Target.Addr = locate(ctx, log, "target", pc.Target, cfg.TargetSentinelAuth, cfg.TargetSentinels, cfg.TargetMaster)
+	setMemoryLimit(f, cfg, log)
 	ok := runPrecheck(ctx, pc, log, stderr)
 	if ctx.Err() != nil {
 		// Stopped during the checks: their failures say nothing.
@@ -289,6 +294,21 @@ func (f *syncFlags) endpoints(log *slog.Logger, warnings []string) (src, dst dia
 	}
 	src.IOTimeout, dst.IOTimeout = *f.ioTimeout, *f.ioTimeout
 	return src, dst, nil
+}
+
+// setMemoryLimit sets the runtime's soft memory limit, unless
+// $GOMEMLIMIT does: without one, the heap may grow to twice what is live
+// before a collection (a big key's copies in flight then cost double).
+func setMemoryLimit(f *syncFlags, cfg task.Config, log *slog.Logger) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	limit := int64(f.memLimit)
+	if limit == 0 {
+		limit = 2*int64(cfg.BufferBytes) + 4*int64(cfg.BigKeyBytes) + 64<<20
+	}
+	debug.SetMemoryLimit(limit)
+	log.Debug("memory limit", "bytes", limit)
 }
 
 // locate returns the address of the master that a side's Sentinels name

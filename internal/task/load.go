@@ -26,7 +26,7 @@ const (
 
 // Defaults for big keys: past either bound a key is written in chunks.
 const (
-	DefaultBigKeyBytes    = 64 << 20
+	DefaultBigKeyBytes    = 8 << 20
 	DefaultBigKeyElements = 1_000_000
 )
 
