@@ -42,7 +42,9 @@ fuzz:
 bench:
 	$(GO) test ./internal/resp ./internal/rdb ./internal/filter -run '^$$' -bench . -benchmem
 	$(GO) test ./internal/compare -run '^$$' -bench Compare -benchtime 3x
+	$(GO) test ./internal/writer -run '^$$' -bench Write -benchmem -benchtime 500000x
 	$(GO) test ./internal/task -run '^$$' -bench Stream -benchtime 3x
+	@echo "the whole-sync benchmark against the machine's limits: go run ./cmd/resync bench (about 6.5 min)"
 
 # Long-running fault and endurance runs; none exist yet.
 soak:
