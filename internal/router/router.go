@@ -94,6 +94,9 @@ type Options struct {
 	// MaxOps and MaxBytes bound each master's commands and bytes per
 	// second (writer.Options).
 	MaxOps, MaxBytes int
+	// Advanced gets a token when any master's applied offset moves
+	// (writer.Options).
+	Advanced chan<- struct{}
 }
 
 // SlotCheckpoints describes the per-slot checkpoints of exact delivery.
@@ -203,7 +206,7 @@ func (r *Router) writer(ctx context.Context, addr string) (*writer.Writer, error
 	o := r.o.Target
 	o.Addr, o.DB = addr, 0
 	w, err := writer.Open(ctx, writer.Options{Target: o, Window: r.o.Window, WindowBytes: r.o.WindowBytes, Cluster: true, Keys: r.o.Keys,
-		MaxOps: r.o.MaxOps, MaxBytes: r.o.MaxBytes})
+		MaxOps: r.o.MaxOps, MaxBytes: r.o.MaxBytes, Advanced: r.o.Advanced})
 	if err != nil {
 		return nil, fmt.Errorf("target: %w", err)
 	}

@@ -92,6 +92,10 @@ func (t *Task) incremental(ctx context.Context, link *receiver.Link, w *sink, rd
 		case <-tick.C:
 			err = t.publishApplied(rd.current(), *w)
 			confirm()
+		case <-t.advanced:
+			// The target confirmed more: a heartbeat's lag is
+			// measured now, not at the next tick.
+			err = t.publishApplied(rd.current(), *w)
 		case <-progress.C:
 			st := t.Status()
 			t.log.Info("progress", "received", st.Received, "applied", st.Applied, "commands", st.Commands,

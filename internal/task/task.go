@@ -216,6 +216,9 @@ type Task struct {
 
 	// out is the sink in use, for the status (its throttle's waits).
 	out atomic.Pointer[sinkRef]
+	// advanced gets a token when the sink's applied offset moves: the
+	// stream measures the lag then, not at its next poll.
+	advanced chan struct{}
 	// queue holds the stream between the receiver and the writers while
 	// a session streams (nil otherwise).
 	queue *spool.Queue
@@ -280,7 +283,8 @@ func New(cfg Config) *Task {
 	}
 	cfg.Filter.ReservedPrefix = ReservedPrefix
 	cfg.Filter.Keys = keyname.Style{Redact: cfg.RedactKeys}
-	t := &Task{cfg: cfg, source: cfg.Source, target: cfg.Target, log: cfg.Logger.With("task", cfg.Name), state: StatePrecheck, byName: map[string]int64{}}
+	t := &Task{cfg: cfg, source: cfg.Source, target: cfg.Target, log: cfg.Logger.With("task", cfg.Name), state: StatePrecheck, byName: map[string]int64{},
+		advanced: make(chan struct{}, 1)}
 	t.rdbTotal.Store(-1)
 	t.lagMs.Store(-1)
 	return t
@@ -829,7 +833,7 @@ func (t *Task) openSink(ctx context.Context) (sink, error) {
 	// Never a typed nil in the interface: callers test it against nil.
 	if t.targetCluster {
 		o := router.Options{Target: t.targetOpts(), Window: t.cfg.Window, WindowBytes: t.cfg.WindowBytes, Keys: t.keys(),
-			MaxOps: t.cfg.TargetMaxOps, MaxBytes: t.cfg.TargetMaxBytes,
+			MaxOps: t.cfg.TargetMaxOps, MaxBytes: t.cfg.TargetMaxBytes, Advanced: t.advanced,
 			CrossSlot: t.cfg.CrossSlot, SplitTransactions: t.cfg.SplitTransactions, Logger: t.log, Seeds: t.targetSeeds}
 		if t.exact() {
 			o.Checkpoint = &router.SlotCheckpoints{Key: t.slotKey, Value: t.slotValue}
@@ -841,7 +845,7 @@ func (t *Task) openSink(ctx context.Context) (sink, error) {
 		return r, nil
 	}
 	w, err := writer.Open(ctx, writer.Options{Target: t.targetOpts(), Window: t.cfg.Window, WindowBytes: t.cfg.WindowBytes, Keys: t.keys(),
-		MaxOps: t.cfg.TargetMaxOps, MaxBytes: t.cfg.TargetMaxBytes})
+		MaxOps: t.cfg.TargetMaxOps, MaxBytes: t.cfg.TargetMaxBytes, Advanced: t.advanced})
 	if err != nil {
 		return nil, err
 	}

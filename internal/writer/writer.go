@@ -39,6 +39,10 @@ type Options struct {
 	// MaxOps and MaxBytes bound the commands and argument bytes sent per
 	// second (0: no bound).
 	MaxOps, MaxBytes int
+	// Advanced, when set, gets a token (never blocking) each time the
+	// applied offset moves: a caller that measures lag at that moment
+	// need not poll for it.
+	Advanced chan<- struct{}
 }
 
 // Op is one command to apply.
@@ -249,6 +253,14 @@ func (op Op) Clone() Op {
 	return op
 }
 
+// advanced tells Options.Advanced that the applied offset moved.
+func (w *Writer) advanced() {
+	select {
+	case w.o.Advanced <- struct{}{}:
+	default: // a token is waiting already (or no one listens)
+	}
+}
+
 // name returns a command name in upper case, allocating only for a name
 // not seen before.
 func (w *Writer) name(b []byte) string {
@@ -446,6 +458,7 @@ func (w *Writer) release(p pending, offset int64) {
 			w.seen = max(w.seen, offset)
 		} else if offset > w.applied.Load() {
 			w.applied.Store(offset)
+			w.advanced()
 		}
 	}
 	w.bytes -= p.size
@@ -549,6 +562,7 @@ func (w *Writer) Resume() {
 	w.frozen = false
 	if w.seen > w.applied.Load() {
 		w.applied.Store(w.seen)
+		w.advanced()
 	}
 }
 
