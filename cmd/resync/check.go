@@ -34,16 +34,8 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "resync check:", err)
 		return exitUsage
 	}
-	var warnings []string
-	if *f.config != "" {
-		var err error
-		if warnings, err = applyConfig(fs, *f.config, f.source, f.target); err != nil {
-			return fail(err)
-		}
-	}
-	if *f.source.url == "" || *f.target.url == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "resync check: --source and --target are required (or a --config file giving them)")
-		fs.Usage()
+	warnings, ok := f.endpointsGiven(fs, "check", stderr)
+	if !ok {
 		return exitUsage
 	}
 	if *output != "text" && *output != "json" {

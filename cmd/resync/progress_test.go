@@ -171,14 +171,17 @@ func TestProgressMode(t *testing.T) {
 // the steady state's summary, as JSON with --log-format json.
 func TestSyncProgressLog(t *testing.T) {
 	src, dst := redistest.Start(t), redistest.Start(t)
-	redistest.Do(t, src, "DEBUG", "POPULATE", "50000") // a full sync that lasts several intervals
+	redistest.Do(t, src, "DEBUG", "POPULATE", "50000")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var logs safeBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"sync", "--source", src.Addr, "--target", dst.Addr, "--status-addr", "",
-			"--log-format", "json", "--progress-interval", "100ms"}, &bytes.Buffer{}, &logs)
+			"--log-format", "json", "--progress-interval", "100ms",
+			// A full sync that lasts several intervals (about a second),
+			// however fast the machine.
+			"--target-max-ops", "50000"}, &bytes.Buffer{}, &logs)
 	}()
 	waitUntil(t, 60*time.Second, func() bool { return strings.Contains(logs.String(), `"msg":"synchronizing"`) }, logs.String)
 	cancel()

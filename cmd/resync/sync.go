@@ -106,16 +106,8 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	cmdline := map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { cmdline[fl.Name] = true })
-	var warnings []string
-	if *f.config != "" {
-		var err error
-		if warnings, err = applyConfig(fs, *f.config, f.source, f.target); err != nil {
-			return fail(err)
-		}
-	}
-	if *f.source.url == "" || *f.target.url == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "resync sync: --source and --target are required (or a --config file giving them)")
-		fs.Usage()
+	warnings, ok := f.endpointsGiven(fs, "sync", stderr)
+	if !ok {
 		return exitUsage
 	}
 	mode, err := progressMode(*f.progress, stderr)
@@ -193,7 +185,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	pc.Source.Addr = locate(ctx, log, "source", pc.Source, cfg.SourceSentinelAuth, cfg.SourceSentinels, cfg.SourceMaster)
 	pc.Target.Addr = locate(ctx, log, "target", pc.Target, cfg.TargetSentinelAuth, cfg.TargetSentinels, cfg.TargetMaster)
 	setMemoryLimit(f, cfg, log)
-	ok := runPrecheck(ctx, pc, log, stderr)
+	ok = runPrecheck(ctx, pc, log, stderr)
 	if ctx.Err() != nil {
 		// Stopped during the checks: their failures say nothing.
 		log.Info("stopped before the sync began")
@@ -275,6 +267,26 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// endpointsGiven applies the task file (--config), if any, and checks
+// that a source and a target are given; it returns the file's warnings,
+// and false (having said why) on a usage error.
+func (f *syncFlags) endpointsGiven(fs *flag.FlagSet, cmd string, stderr io.Writer) ([]string, bool) {
+	var warnings []string
+	if *f.config != "" {
+		var err error
+		if warnings, err = applyConfig(fs, *f.config, f.source, f.target); err != nil {
+			fmt.Fprintf(stderr, "resync %s: %v\n", cmd, err)
+			return nil, false
+		}
+	}
+	if *f.source.url == "" || *f.target.url == "" || fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "resync %s: --source and --target are required (or a --config file giving them)\n", cmd)
+		fs.Usage()
+		return nil, false
+	}
+	return warnings, true
 }
 
 // endpoints logs the task file's warnings, then reads the source's and
