@@ -332,6 +332,10 @@ func (l *Link) read(ctx context.Context, out chan<- Batch) error {
 	base := l.r.Offset() - l.start // stream offset = reader offset - base
 	var b Batch
 	var arena []byte
+	// The commands' argument lists come from slabs too: one allocation
+	// per few hundred commands, not one each, spares the garbage
+	// collector millions of small objects under a heavy load.
+	var slab [][]byte
 	flush := func() error {
 		if len(b.Commands) == 0 && b.End <= l.Received() {
 			return nil
@@ -343,7 +347,7 @@ func (l *Link) read(ctx context.Context, out chan<- Batch) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		b, arena = Batch{}, nil
+		b, arena, slab = Batch{}, nil, nil
 		return nil
 	}
 	for {
@@ -369,7 +373,12 @@ func (l *Link) read(ctx context.Context, out chan<- Batch) error {
 			if arena == nil {
 				arena = make([]byte, 0, l.o.BatchBytes)
 			}
-			cmd := Command{Offset: end, Args: make([][]byte, len(args))}
+			if cap(slab)-len(slab) < len(args) {
+				slab = make([][]byte, 0, max(len(args), 512))
+			}
+			first := len(slab)
+			slab = slab[:first+len(args)]
+			cmd := Command{Offset: end, Args: slab[first:len(slab):len(slab)]}
 			for i, a := range args {
 				if cap(arena)-len(arena) < len(a) {
 					arena = make([]byte, 0, max(len(a), l.o.BatchBytes))

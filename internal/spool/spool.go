@@ -47,7 +47,7 @@ type Queue struct {
 
 	mu       sync.Mutex
 	cond     *sync.Cond
-	mem      []receiver.Batch
+	mem      []memBatch
 	memBytes int64
 	closed   bool
 	err      error // a spool file failed: sticky
@@ -72,6 +72,18 @@ type segment struct {
 	count int      // batches written and not yet read
 	full  bool     // no more writes: the next goes to a new segment
 }
+
+// memBatch is a batch waiting in memory: as it came while the queue is
+// short (the writers keep up: no copy in the way), packed once it is
+// long, so that a long queue of small commands costs the garbage
+// collector nothing to scan and its size is what it really takes.
+type memBatch struct {
+	b      receiver.Batch
+	packed []byte
+}
+
+// packAbove is the queue's memory fill past which batches wait packed.
+const packAbove = 1 << 20
 
 // New returns an empty queue; with Options.Dir it creates its spool
 // directory there.
@@ -128,7 +140,12 @@ func (q *Queue) Put(ctx context.Context, b receiver.Batch) error {
 		// In memory while nothing waits on disk (the order holds), and it
 		// fits (one batch always fits an empty memory).
 		if len(q.segs) == 0 && (q.memBytes+size <= q.o.MemBytes || len(q.mem) == 0) {
-			q.mem = append(q.mem, b)
+			m := memBatch{b: b}
+			if q.memBytes >= packAbove {
+				m = memBatch{packed: Pack(b)}
+				size = int64(len(m.packed))
+			}
+			q.mem = append(q.mem, m)
 			q.memBytes += size
 			q.waiting = false
 			q.cond.Broadcast()
@@ -166,10 +183,19 @@ func (q *Queue) Get(ctx context.Context) (receiver.Batch, error) {
 		case ctx.Err() != nil:
 			return receiver.Batch{}, ctx.Err()
 		case len(q.mem) > 0:
-			b := q.mem[0]
-			q.mem[0] = receiver.Batch{}
+			m := q.mem[0]
+			q.mem[0] = memBatch{}
 			q.mem = q.mem[1:]
-			q.memBytes -= int64(b.Bytes)
+			b, err := m.b, error(nil)
+			if m.packed != nil {
+				q.memBytes -= int64(len(m.packed))
+				if b, err = Unpack(m.packed); err != nil {
+					q.err = fmt.Errorf("spool: a batch packed in memory: %w", err)
+					return b, q.err
+				}
+			} else {
+				q.memBytes -= int64(b.Bytes)
+			}
 			q.cond.Broadcast()
 			return b, nil
 		case len(q.segs) > 0:
@@ -306,7 +332,24 @@ func (s *segment) closeReader() {
 // argument count and arguments (each a length and its bytes), all
 // varints.
 func encode(b receiver.Batch) []byte {
-	body := make([]byte, 0, b.Bytes+64)
+	rec := appendBody(make([]byte, 8, 8+packedSize(b)), b)
+	body := rec[8:]
+	binary.LittleEndian.PutUint32(rec, uint32(len(body)))
+	binary.LittleEndian.PutUint32(rec[4:], crc32.ChecksumIEEE(body))
+	return rec
+}
+
+// packedSize is about the size of a batch's body: enough that appending
+// it seldom grows the buffer.
+func packedSize(b receiver.Batch) int {
+	n := b.Bytes + 32
+	for _, c := range b.Commands {
+		n += 6 + 3*len(c.Args)
+	}
+	return n
+}
+
+func appendBody(body []byte, b receiver.Batch) []byte {
 	body = binary.AppendVarint(body, b.End)
 	body = binary.AppendVarint(body, b.At.UnixNano())
 	body = binary.AppendUvarint(body, uint64(len(b.Commands)))
@@ -318,10 +361,23 @@ func encode(b receiver.Batch) []byte {
 			body = append(body, a...)
 		}
 	}
-	rec := make([]byte, 8, 8+len(body))
-	binary.LittleEndian.PutUint32(rec, uint32(len(body)))
-	binary.LittleEndian.PutUint32(rec[4:], crc32.ChecksumIEEE(body))
-	return append(rec, body...)
+	return body
+}
+
+// Pack encodes a batch into one buffer that holds no pointers: a batch
+// kept a while (to send again should the target lose it) costs the
+// garbage collector nothing to scan, where its commands' argument lists
+// would cost one object each. Unpack restores it.
+func Pack(b receiver.Batch) []byte {
+	return appendBody(make([]byte, 0, packedSize(b)), b)
+}
+
+// Unpack decodes what Pack encoded; the batch's arguments share p, and
+// its Bytes is len(p).
+func Unpack(p []byte) (receiver.Batch, error) {
+	b, err := decodeBody(p)
+	b.Bytes = len(p)
+	return b, err
 }
 
 // maxRecord bounds one record's body: a corrupt length must not make
@@ -380,6 +436,7 @@ func decodeBody(body []byte) (receiver.Batch, error) {
 	}
 	b.End, b.At = end, time.Unix(0, at)
 	b.Commands = make([]receiver.Command, 0, n)
+	var slab [][]byte // the argument lists, few allocations for many
 	for range n {
 		off, ok := varint()
 		if !ok {
@@ -389,7 +446,12 @@ func decodeBody(body []byte) (receiver.Batch, error) {
 		if !ok || nargs == 0 {
 			return b, bad
 		}
-		args := make([][]byte, nargs)
+		if uint64(cap(slab)-len(slab)) < nargs {
+			slab = make([][]byte, 0, max(nargs, 512))
+		}
+		first := len(slab)
+		slab = slab[:first+int(nargs)]
+		args := slab[first:len(slab):len(slab)]
 		for i := range args {
 			l, ok := uvarint(uint64(len(p)))
 			if !ok || l > uint64(len(p)) { // the length's own bytes are gone now

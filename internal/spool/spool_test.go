@@ -249,3 +249,56 @@ func TestSnapshot(t *testing.T) {
 		t.Fatalf("after a failed write: %q, %v", got, err)
 	}
 }
+
+// A packed batch holds no pointer, comes back whole, and its commands'
+// argument lists do not overlap: appending to one leaves the next alone.
+func TestPackRoundTrip(t *testing.T) {
+	var b receiver.Batch
+	for i := range 1500 { // past one slab of argument lists
+		c := batch(i).Commands[0]
+		b.Commands = append(b.Commands, c)
+		b.Bytes += 200
+	}
+	b.End, b.At = 99999, time.Unix(5, 6)
+	p := Pack(b)
+	got, err := Unpack(p)
+	if err != nil || !same(got, b) || got.Bytes != len(p) {
+		t.Fatalf("round trip: %v, same %v, Bytes %d of %d", err, same(got, b), got.Bytes, len(p))
+	}
+	_ = append(got.Commands[0].Args, []byte("EX"))
+	if string(got.Commands[1].Args[0]) != "SET" {
+		t.Fatalf("an append to one command's arguments overwrote the next's: %q", got.Commands[1].Args[0])
+	}
+	if _, err := Unpack(p[:len(p)-1]); err == nil {
+		t.Fatal("a truncated packed batch unpacked")
+	}
+}
+
+// A queue longer than packAbove keeps its batches packed: they come back
+// whole and in order, and the fill shrinks to nothing as they go.
+func TestLongQueueInMemory(t *testing.T) {
+	q, err := New(Options{MemBytes: 8 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ctx := context.Background()
+	n := 3 * packAbove / 200
+	for i := range n {
+		if err := q.Put(ctx, batch(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := q.Stats(); st.Batches != n || st.MemBytes < 2*packAbove {
+		t.Fatalf("stats after %d puts: %+v", n, st)
+	}
+	for i := range n {
+		b, err := q.Get(ctx)
+		if err != nil || !same(b, batch(i)) {
+			t.Fatalf("batch %d: %v, same %v", i, err, same(b, batch(i)))
+		}
+	}
+	if st := q.Stats(); st.MemBytes != 0 || st.Batches != 0 {
+		t.Fatalf("stats once read: %+v", st)
+	}
+}

@@ -3,6 +3,7 @@ package task
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -61,7 +62,7 @@ func (t *Task) incremental(ctx context.Context, link *receiver.Link, w *sink, rd
 	// restarting from an AOF fsynced every second loses up to a second
 	// of what it confirmed). Past BufferBytes of them the oldest go
 	// anyway: the source's backlog is the fallback.
-	var held []receiver.Batch
+	var held []heldBatch
 	heldBytes := 0
 	from := link.StartOffset()
 	confirm := func() {
@@ -72,8 +73,8 @@ func (t *Task) incremental(ctx context.Context, link *receiver.Link, w *sink, rd
 		old := time.Now().Add(-keepFor)
 		for len(held) > 0 && (held[0].End <= safe && held[0].At.Before(old) || heldBytes > t.cfg.BufferBytes) {
 			from = held[0].End
-			heldBytes -= held[0].Bytes
-			held[0] = receiver.Batch{}
+			heldBytes -= len(held[0].packed)
+			held[0] = heldBatch{}
 			held = held[1:]
 		}
 	}
@@ -101,13 +102,14 @@ func (t *Task) incremental(ctx context.Context, link *receiver.Link, w *sink, rd
 			t.log.Info("progress", "received", st.Received, "applied", st.Applied, "commands", st.Commands,
 				"queued_bytes", st.SpoolMemBytes+st.SpoolDiskBytes)
 		case b := <-got:
-			held = append(held, b)
-			heldBytes += b.Bytes
 			if err = t.apply(b, *w); err == nil {
 				if err = t.publishApplied(rd.current(), *w); err == nil {
 					err = (*w).Flush()
 				}
 			}
+			h := heldBatch{packed: spool.Pack(b), End: b.End, At: b.At}
+			held = append(held, h)
+			heldBytes += len(h.packed)
 			confirm()
 		}
 		if err == nil {
@@ -184,12 +186,24 @@ func (t *Task) reconnectTarget(ctx context.Context, link *receiver.Link, w *sink
 	}
 }
 
+// heldBatch is a batch applied and kept, packed, to be sent again should
+// the target lose it.
+type heldBatch struct {
+	packed []byte // spool.Pack
+	End    int64
+	At     time.Time
+}
+
 // replay applies again the held batches past the target's checkpoint.
-func (t *Task) replay(held []receiver.Batch, w sink) error {
+func (t *Task) replay(held []heldBatch, w sink) error {
 	after := t.applied.Load()
-	for _, b := range held {
-		if b.End <= after {
+	for _, h := range held {
+		if h.End <= after {
 			continue
+		}
+		b, err := spool.Unpack(h.packed)
+		if err != nil {
+			return fmt.Errorf("a batch kept to send again: %w", err)
 		}
 		rest := b
 		rest.Commands = nil
