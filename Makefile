@@ -34,6 +34,7 @@ fuzz:
 	$(GO) test ./internal/rdb -run '^$$' -fuzz FuzzDecoder -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 	$(GO) test ./internal/rdb -run '^$$' -fuzz FuzzLZF -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/rdb -run '^$$' -fuzz FuzzIsEmpty -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/rdb -run '^$$' -fuzz FuzzStringValue -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/command -run '^$$' -fuzz FuzzKeys -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/filter -run '^$$' -fuzz FuzzApply -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/cluster -run '^$$' -fuzz FuzzParseNodes -fuzztime $(FUZZTIME)

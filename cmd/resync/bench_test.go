@@ -64,7 +64,12 @@ func TestBench(t *testing.T) {
 		"cluster.full.resync.peak_rss_mib", "cluster.full.target_master_1.commands_per_sec",
 		"cluster.full.target_master_2.commands_per_sec", "cluster.full.target_master_3.commands_per_sec",
 		"cluster.full.all_masters_busy_pct",
-		"throttle.resync.target_ops_per_sec", "throttle.bound",
+		"throttle.resync.target_ops_per_sec", "throttle.bound", "full.restore_pipe.target_cpu_seconds",
+	}
+	for _, p := range []string{"full", "cluster.full"} {
+		for _, f := range []string{"source", "target", "resync", "bound"} {
+			want = append(want, p+".cpu."+f+"_seconds")
+		}
 	}
 	stream := []string{"source_ops_per_sec", "applied_ops_per_sec", "catch_up_seconds"}
 	for _, load := range []string{"heavy", "moderate"} {
@@ -90,7 +95,9 @@ func TestBench(t *testing.T) {
 			t.Errorf("no figure %s", id)
 			continue
 		}
-		positive := !strings.Contains(id, "lag") && !strings.Contains(id, "catch_up") && !strings.Contains(id, "cluster.full.target_master") && !strings.Contains(id, "busy")
+		// CPU times are in ticks of 10 ms: a tiny sync may take none.
+		positive := !strings.Contains(id, "lag") && !strings.Contains(id, "catch_up") && !strings.Contains(id, "cluster.full.target_master") &&
+			!strings.Contains(id, "busy") && !strings.Contains(id, "cpu")
 		if positive && f.Median <= 0 {
 			t.Errorf("figure %s is %v", id, f.Median)
 		}
@@ -98,13 +105,15 @@ func TestBench(t *testing.T) {
 	if len(rep.Figures) != len(want) {
 		t.Errorf("%d figures, want %d", len(rep.Figures), len(want))
 	}
-	if r := got["full.resync.seconds"].Ratios; len(r) != 2 || r[0].To != "full.native_replica.seconds" || r[1].To != "full.restore_pipe.seconds" {
+	if r := got["full.resync.seconds"].Ratios; len(r) != 3 || r[0].To != "full.native_replica.seconds" || r[1].To != "full.restore_pipe.seconds" || r[2].To != "full.cpu.bound_seconds" {
 		t.Errorf("full sync ratios %+v", r)
 	}
 	if r := got["incremental.resync_exactly_once.heavy.applied_ops_per_sec"].Ratios; len(r) != 1 || r[0].To != "incremental.native_replica.heavy.applied_ops_per_sec" {
 		t.Errorf("stream ratios %+v", r)
 	}
-	if len(rep.Goals) != 5 {
+	// Both full sync ratios; per topology the catch-up and both
+	// deliveries' pace; four lags; plain memory; the throttle.
+	if len(rep.Goals) != 14 {
 		t.Errorf("goals %+v", rep.Goals)
 	}
 	// The throttle holds even on a tiny data set: its backlog is its own.

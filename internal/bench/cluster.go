@@ -29,7 +29,7 @@ func (r *runner) cluster(ctx context.Context, d DataSet) error {
 		return err
 	}
 	n := len(dst.Masters)
-	var secs, keysPS, mbPS, rss, busy []float64
+	var secs, keysPS, mbPS, rss, busy, srcCPU, dstCPU, ownCPU []float64
 	perMaster := make([][]float64, n)
 	for run := range r.cfg.Runs {
 		for _, m := range dst.Masters {
@@ -44,6 +44,7 @@ func (r *runner) cluster(ctx context.Context, d DataSet) error {
 		s := res.elapsed.Seconds()
 		secs, keysPS, mbPS = append(secs, s), append(keysPS, float64(keys)/s), append(mbPS, float64(res.rdbBytes)/1e6/s)
 		rss, busy = append(rss, mib(res.peakRSS)), append(busy, res.busy)
+		srcCPU, dstCPU, ownCPU = append(srcCPU, res.sourceCPU), append(dstCPU, res.targetCPU), append(ownCPU, res.resyncCPU)
 		for m, rate := range res.activity {
 			perMaster[m] = append(perMaster[m], rate)
 		}
@@ -57,6 +58,7 @@ func (r *runner) cluster(ctx context.Context, d DataSet) error {
 	rep.add("cluster.full.resync.keys_per_sec", "resync full sync keys/s", "keys/s", keysPS)
 	rep.add("cluster.full.resync.mb_per_sec", "resync full sync RDB MB/s", "MB/s", mbPS)
 	rep.add("cluster.full.resync.peak_rss_mib", "resync peak RSS", "MiB", rss)
+	r.addCPU("cluster.full", srcCPU, dstCPU, ownCPU)
 	for m, rates := range perMaster {
 		rep.add(fmt.Sprintf("cluster.full.target_master_%d.commands_per_sec", m+1),
 			fmt.Sprintf("target master %d (slots %s) commands/s during the sync", m+1, slotRange(m, n)), "cmds/s", rates)

@@ -68,11 +68,11 @@ func TestFillAndLimits(t *testing.T) {
 	if err != nil || size < int64(d.Strings*valueBytes) {
 		t.Fatalf("RESTORE file: %d bytes, %v", size, err)
 	}
-	if _, err := r.limitB(ctx, file, d.Keys()); err != nil {
-		t.Fatal(err)
+	if _, cpu, err := r.limitB(ctx, file, d.Keys()); err != nil || cpu < 0 {
+		t.Fatalf("limit B: %v, target CPU %v s", err, cpu)
 	}
 	// A file that restores fewer keys than wanted is an error.
-	if _, err := r.limitB(ctx, file, d.Keys()+1); err == nil {
+	if _, _, err := r.limitB(ctx, file, d.Keys()+1); err == nil {
 		t.Fatal("limit B took a short copy")
 	}
 }

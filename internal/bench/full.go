@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/resync/resync/internal/redisproc"
@@ -18,6 +19,9 @@ type fullResult struct {
 	// master was busy at once (cluster targets only).
 	activity []float64
 	busy     float64
+	// The CPU seconds each party used over the sync: the sources (their
+	// snapshots' forks included), the targets, resync.
+	sourceCPU, targetCPU, resyncCPU float64
 }
 
 // resyncFullSync times one resync full sync from sources into targets
@@ -34,6 +38,14 @@ func (r *runner) resyncFullSync(ctx context.Context, sources, targets []*redispr
 		}
 		defer act.stop()
 	}
+	srcBefore, err := readServerCPU(ctx, sources)
+	if err != nil {
+		return res, err
+	}
+	dstBefore, err := readServerCPU(ctx, targets)
+	if err != nil {
+		return res, err
+	}
 	t0 := time.Now()
 	p, err := r.startResync(ctx, sources[0], targets[0], "exactly-once")
 	if err != nil {
@@ -43,6 +55,25 @@ func (r *runner) resyncFullSync(ctx context.Context, sources, targets []*redispr
 	res.elapsed = time.Since(t0)
 	if err == nil {
 		res.peakRSS, err = p.peakRSS()
+	}
+	if err == nil {
+		res.resyncCPU, err = p.cpuSeconds()
+	}
+	if err == nil {
+		var dst serverCPU
+		if dst, err = readServerCPU(ctx, targets); err == nil {
+			res.targetCPU = dst.since(dstBefore).main
+		}
+	}
+	if err == nil {
+		// A fork's time counts once the source has reaped it.
+		var src serverCPU
+		if err = waitNoFork(ctx, sources); err == nil {
+			if src, err = readServerCPU(ctx, sources); err == nil {
+				d := src.since(srcBefore)
+				res.sourceCPU = d.main + d.children
+			}
+		}
 	}
 	if act != nil {
 		res.activity, res.busy = act.stop()
@@ -71,7 +102,7 @@ func (r *runner) fullSync(ctx context.Context, src *redisproc.Server, d DataSet)
 		}
 		r.logf("limit B: RESTORE file of %.1f MiB", mib(size))
 	}
-	var limA, limB, secs, keysPS, mbPS, rss []float64
+	var limA, limB, limBCPU, secs, keysPS, mbPS, rss, srcCPU, dstCPU, ownCPU []float64
 	for run := range r.cfg.Runs {
 		if full {
 			a, err := r.limitA(ctx, src, keys)
@@ -79,11 +110,11 @@ func (r *runner) fullSync(ctx context.Context, src *redisproc.Server, d DataSet)
 				return fmt.Errorf("limit A: %w", err)
 			}
 			limA = append(limA, a.Seconds())
-			b, err := r.limitB(ctx, file, keys)
+			b, cpu, err := r.limitB(ctx, file, keys)
 			if err != nil {
 				return fmt.Errorf("limit B: %w", err)
 			}
-			limB = append(limB, b.Seconds())
+			limB, limBCPU = append(limB, b.Seconds()), append(limBCPU, cpu)
 			r.logf("full sync run %d/%d: limit A (native replica) %.2fs, limit B (redis-cli --pipe) %.2fs", run+1, r.cfg.Runs, a.Seconds(), b.Seconds())
 		}
 		dst, err := r.start(ctx)
@@ -97,6 +128,7 @@ func (r *runner) fullSync(ctx context.Context, src *redisproc.Server, d DataSet)
 		}
 		s := res.elapsed.Seconds()
 		secs, keysPS, mbPS, rss = append(secs, s), append(keysPS, float64(keys)/s), append(mbPS, float64(res.rdbBytes)/1e6/s), append(rss, mib(res.peakRSS))
+		srcCPU, dstCPU, ownCPU = append(srcCPU, res.sourceCPU), append(dstCPU, res.targetCPU), append(ownCPU, res.resyncCPU)
 		r.logf("full sync run %d/%d: resync %.2fs, %.0f keys/s, %.1f MB/s, peak RSS %.1f MiB", run+1, r.cfg.Runs, s, float64(keys)/s, float64(res.rdbBytes)/1e6/s, mib(res.peakRSS))
 	}
 	rep := r.rep
@@ -108,6 +140,8 @@ func (r *runner) fullSync(ctx context.Context, src *redisproc.Server, d DataSet)
 		rep.ratio("full.resync.seconds", "full.restore_pipe.seconds", "limit B")
 		rep.add("full.resync.keys_per_sec", "resync full sync keys/s", "keys/s", keysPS)
 		rep.add("full.resync.mb_per_sec", "resync full sync RDB MB/s", "MB/s", mbPS)
+		r.addCPU("full", srcCPU, dstCPU, ownCPU)
+		rep.add("full.restore_pipe.target_cpu_seconds", "limit B: the target's CPU", "CPU s", limBCPU)
 	}
 	if r.cfg.wants(PartMemory) {
 		f := rep.add("memory.resync.peak_rss_mib", "resync peak RSS, full sync", "MiB", rss)
@@ -159,4 +193,20 @@ func (r *runner) bigKeys(ctx context.Context) error {
 	rep.add("memory.big.resync.seconds", "big keys: resync full sync", "s", secs)
 	rep.ratio("memory.big.resync.seconds", "memory.big.native_replica.seconds", "native replica")
 	return nil
+}
+
+// addCPU reports the CPU each party used over resync's full syncs, and
+// what their sum takes at least on this machine's CPUs: the three run at
+// once, so a sync cannot end sooner, however little resync itself uses.
+func (r *runner) addCPU(prefix string, src, dst, own []float64) {
+	rep := r.rep
+	rep.add(prefix+".cpu.source_seconds", "CPU during resync's sync: the source (its snapshot's fork included)", "CPU s", src)
+	rep.add(prefix+".cpu.target_seconds", "CPU during resync's sync: the target", "CPU s", dst)
+	rep.add(prefix+".cpu.resync_seconds", "CPU during resync's sync: resync", "CPU s", own)
+	bound := make([]float64, len(src))
+	for i := range bound {
+		bound[i] = (src[i] + dst[i] + own[i]) / float64(runtime.NumCPU())
+	}
+	rep.add(prefix+".cpu.bound_seconds", fmt.Sprintf("their sum over %d CPUs: the least time this work takes here", runtime.NumCPU()), "s", bound)
+	rep.ratio(prefix+".resync.seconds", prefix+".cpu.bound_seconds", "the CPU bound")
 }

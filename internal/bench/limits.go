@@ -110,29 +110,37 @@ func (r *runner) restoreFile(ctx context.Context, source *redisproc.Server, d Da
 // limitB is one mass insertion of the RESTORE file into a fresh server
 // through redis-cli --pipe: from redis-cli's start to its exit, once the
 // last reply is in.
-func (r *runner) limitB(ctx context.Context, file string, keys int) (time.Duration, error) {
+func (r *runner) limitB(ctx context.Context, file string, keys int) (elapsed time.Duration, targetCPU float64, err error) {
 	dst, err := r.start(ctx)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer dst.Stop()
 	in, err := os.Open(file)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer in.Close()
+	before, err := readServerCPU(ctx, []*redisproc.Server{dst})
+	if err != nil {
+		return 0, 0, err
+	}
 	cmd := exec.CommandContext(ctx, r.cfg.RedisCLI, "-h", "127.0.0.1", "-p", strconv.Itoa(dst.Port), "--pipe", "--pipe-timeout", "0")
 	cmd.Stdin = bufio.NewReaderSize(in, 1<<20)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	t0 := time.Now()
 	err = cmd.Run()
-	elapsed := time.Since(t0)
+	elapsed = time.Since(t0)
 	if err != nil || !strings.Contains(out.String(), "errors: 0,") {
-		return 0, fmt.Errorf("redis-cli --pipe into %s: %v: %s", dst.Addr, err, strings.TrimSpace(out.String()))
+		return 0, 0, fmt.Errorf("redis-cli --pipe into %s: %v: %s", dst.Addr, err, strings.TrimSpace(out.String()))
+	}
+	after, err := readServerCPU(ctx, []*redisproc.Server{dst})
+	if err != nil {
+		return 0, 0, err
 	}
 	if n, err := dbsize(ctx, []*redisproc.Server{dst}); err != nil || n != int64(keys) {
-		return 0, fmt.Errorf("redis-cli --pipe into %s: %d keys after, want %d (%v)", dst.Addr, n, keys, err)
+		return 0, 0, fmt.Errorf("redis-cli --pipe into %s: %d keys after, want %d (%v)", dst.Addr, n, keys, err)
 	}
-	return elapsed, nil
+	return elapsed, after.since(before).main, nil
 }

@@ -4,9 +4,9 @@
 //
 // Copy does not write values itself. It reads each key's DUMP payload and
 // TTL from the source, streams them into a small temporary RDB file, and
-// loads that file with the full sync's machinery (task.Restore): RESTORE
-// where the target loads the payload's RDB version, plain commands where
-// it is older or the key is big. Version differences and big keys are
+// loads that file with the full sync's machinery (task.Restore): SET for
+// a plain string, RESTORE where the target loads the payload's RDB
+// version, plain commands where it is older or the key is big. Version differences and big keys are
 // thus handled exactly as a sync handles them, and no payload is ever
 // held whole in memory.
 package repair

@@ -8,6 +8,7 @@ import (
 
 	"github.com/resync/resync/internal/redisproc"
 	"github.com/resync/resync/internal/redistest"
+	"github.com/resync/resync/internal/task"
 )
 
 // loadCommand is a write the replication stream carries, from a version.
@@ -158,4 +159,61 @@ func runLoad(t *testing.T, src *redisproc.Server, rounds int) {
 		}
 	}
 	_ = fmt.Sprint
+}
+
+// A full sync writes plain strings with SET (PXAT for an expiry) and
+// the rest with RESTORE; a string with LFU hints takes RESTORE, which
+// carries them. Every encoding of a string arrives equal.
+func TestFullSyncStringsBySet(t *testing.T) {
+	redistest.RequireVersion(t, 6, 2, "introduced SET PXAT")
+	src := redistest.Start(t)
+	c := redistest.Dial(t, src)
+	doAll(t, c,
+		s("SET", "plain", "value"), s("SET", "int8", "7"), s("SET", "int16", "-3000"), s("SET", "int32", "123456789"),
+		s("SET", "lzf", strings.Repeat("abc", 1000)), s("SET", "empty", ""),
+		s("SET", "ttl", "v"), s("PEXPIREAT", "ttl", "4102444800123"),
+		s("RPUSH", "list", "a"), s("HSET", "hash", "f", "v"),
+	)
+	dst := redistest.Start(t)
+	r := start(t, src, dst)
+	r.waitState(t, task.StateSynchronizing)
+	assertEqual(t, src, dst)
+	if ms := redistest.Do(t, dst, "PEXPIRETIME", "ttl"); ms != "4102444800123" {
+		t.Fatalf("the string's expiry on the target: %s", ms)
+	}
+	stats := redistest.Do(t, dst, "INFO", "commandstats")
+	if n := cmdCalls(stats, "set"); n < 7 {
+		t.Fatalf("%d SETs for 7 strings:\n%s", n, stats)
+	}
+	if n := cmdCalls(stats, "restore"); n != 2 {
+		t.Fatalf("%d RESTOREs for the list and the hash, want 2", n)
+	}
+
+	// With LFU counters in the snapshot, RESTORE carries them.
+	lfu := redistest.Start(t, "maxmemory-policy allkeys-lfu")
+	doAll(t, redistest.Dial(t, lfu), s("SET", "hot", "v"), s("SET", "cold", "w"))
+	for range 200 {
+		redistest.Do(t, lfu, "GET", "hot")
+	}
+	want := redistest.Do(t, lfu, "OBJECT", "FREQ", "hot")
+	dst2 := redistest.Start(t, "maxmemory-policy allkeys-lfu")
+	r2 := start(t, lfu, dst2)
+	r2.waitState(t, task.StateSynchronizing)
+	if got := redistest.Do(t, dst2, "OBJECT", "FREQ", "hot"); got != want || want == "0" {
+		t.Fatalf("the hot key's LFU counter: %s on the target, %s on the source", got, want)
+	}
+	if n := cmdCalls(redistest.Do(t, dst2, "INFO", "commandstats"), "restore"); n != 2 {
+		t.Fatalf("%d RESTOREs for two strings with LFU counters, want 2", n)
+	}
+}
+
+// cmdCalls reads a command's calls from INFO commandstats.
+func cmdCalls(info, name string) int {
+	for _, line := range strings.Split(info, "\n") {
+		if rest, ok := strings.CutPrefix(line, "cmdstat_"+name+":calls="); ok {
+			n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+			return n
+		}
+	}
+	return 0
 }

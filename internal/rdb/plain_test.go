@@ -1,0 +1,102 @@
+package rdb_test
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/resync/resync/internal/rdb"
+)
+
+// StringValue gives what the decoder gives for every string of every
+// fixture: plain, integer-encoded and LZF-compressed.
+func TestStringValue(t *testing.T) {
+	dir, idx := readIndex(t)
+	kinds := map[string]int{}
+	var scratch []byte
+	for _, f := range idx.RDB {
+		if f.Expect != "ok" {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, f.Path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := rdb.NewDecoder(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			rec, err := d.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", f.Path, err)
+			}
+			var want []byte
+			raw, err := d.ReadValue(1<<30, func(e *rdb.Element) error { want = bytes.Clone(e.Member); return nil })
+			if err != nil {
+				t.Fatalf("%s: %v", f.Path, err)
+			}
+			if rec.Type != rdb.TypeString {
+				if _, err := rdb.StringValue(raw, nil); err == nil {
+					t.Fatalf("%s %q: type %d taken for a string", f.Path, rec.Key, rec.Type)
+				}
+				continue
+			}
+			before := bytes.Clone(raw)
+			got, err := rdb.StringValue(raw, scratch)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("%s %q: StringValue %.40q, %v; the decoder %.40q", f.Path, rec.Key, got, err, want)
+			}
+			if !bytes.Equal(raw, before) {
+				t.Fatalf("%s %q: StringValue wrote into the value", f.Path, rec.Key)
+			}
+			switch raw[1] >> 6 {
+			case 3:
+				kinds[[]string{"int8", "int16", "int32", "lzf"}[raw[1]&0x3f]]++
+			default:
+				kinds["plain"]++
+			}
+			if len(got) > 0 && cap(scratch) < len(got) && raw[1]>>6 == 3 {
+				scratch = got[:0] // reuse, as the loader does
+			}
+		}
+	}
+	for _, k := range []string{"plain", "int8", "int16", "int32", "lzf"} {
+		if kinds[k] == 0 {
+			t.Errorf("no %s string among the fixtures: the test proves little (%v)", k, kinds)
+		}
+	}
+	t.Logf("strings checked: %v", kinds)
+	for _, bad := range [][]byte{nil, {0}, {0, 5, 'a'}, {0, 1, 'a', 'b'}, {0, 0xc3, 5, 20, 1}, {0, 0xc4, 1}} {
+		if s, err := rdb.StringValue(bad, nil); err == nil {
+			t.Errorf("% x: %q, no error", bad, s)
+		}
+	}
+	if s, err := rdb.StringValue([]byte{0, 0}, nil); err != nil || len(s) != 0 {
+		t.Errorf("the empty string: %q, %v", s, err)
+	}
+	long := append([]byte{0, 0x40 | 1, 0}, strings.Repeat("x", 256)...)
+	if s, err := rdb.StringValue(long, nil); err != nil || len(s) != 256 {
+		t.Errorf("a 256-byte string: %d bytes, %v", len(s), err)
+	}
+}
+
+// FuzzStringValue: any bytes, no panic, and the value is never written.
+func FuzzStringValue(f *testing.F) {
+	f.Add([]byte{0, 3, 'a', 'b', 'c'})
+	f.Add([]byte{0, 0xc0, 0x7f})
+	f.Add([]byte{0, 0xc3, 4, 10, 0x01, 'a', 'b', 0xe0, 0x03, 0x01})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		before := bytes.Clone(raw)
+		rdb.StringValue(raw, make([]byte, 0, 8))
+		if !bytes.Equal(before, raw) {
+			t.Fatal("StringValue wrote into the value")
+		}
+	})
+}
