@@ -71,7 +71,7 @@ func TestBench(t *testing.T) {
 			want = append(want, p+".cpu."+f+"_seconds")
 		}
 	}
-	stream := []string{"source_ops_per_sec", "applied_ops_per_sec", "catch_up_seconds"}
+	stream := []string{"source_ops_per_sec", "applied_ops_per_sec", "catch_up_seconds", "machine_cpu_busy_pct", "runnable_tasks"}
 	for _, load := range []string{"heavy", "moderate"} {
 		for _, f := range append(stream, "offset_lag_p50_ms", "offset_lag_p99_ms") {
 			want = append(want, "incremental.native_replica."+load+"."+f)

@@ -377,6 +377,7 @@ func (r *runner) notes() {
 	c, add := r.cfg, func(s string) { r.rep.Notes = append(r.rep.Notes, s) }
 	if c.wants(PartFull) {
 		add("full sync: limit A runs from SLAVEOF on a fresh server until master_link_status:up and loading:0; limit B runs redis-cli --pipe of RESTORE … REPLACE commands (DUMP payloads, written to a file before the clock starts) into a fresh server; resync runs from the process's start until /status says synchronizing and the target holds every key; MB/s are RDB bytes received")
+		add("full sync CPU: the source's is INFO cpu's used_cpu_* with its children's (the snapshot's fork, once reaped), the target's its used_cpu_*, resync's /proc/<pid>/stat utime+stime, all over resync's run; limit B excludes making the snapshot, which a sync from a live source cannot")
 	}
 	if c.wants(PartMemory) || c.wants(PartFull) {
 		add("memory: resync's peak RSS is VmHWM from /proc when the full sync is over, with resync's default settings")
@@ -385,7 +386,8 @@ func (r *runner) notes() {
 		add("stream: one untimed heavy load warms the source up first; resync runs with --heartbeat-interval " + heartbeatInterval.String() +
 			" (ten lag measurements a second); its heartbeat lag is /status lag_ms polled every 50 ms during the load, leaving out the load's first " + heartbeatInterval.String() +
 			" (the last idle heartbeat's); offset lag is how long ago the source was at the follower's applied offset (the worst shard's), from INFO replication and /status applied_offset polled alike;" +
-			" applied ops/s counts the follower's commands over redis-benchmark's run; catch-up runs from redis-benchmark's exit until a key written then on the source (one per master of a cluster) exists on the target")
+			" applied ops/s counts the follower's commands over redis-benchmark's run; catch-up runs from redis-benchmark's exit until a key written then on the source (one per master of a cluster) exists on the target;" +
+			" the machine's CPUs busy is from /proc/stat over redis-benchmark's run, runnable tasks its procs_running at each lag sample")
 	}
 	if c.wants(PartCluster) {
 		add(fmt.Sprintf("cluster: a target master counts as busy in a 100 ms interval when it processed at least %d commands/s; its commands/s are over the sync's busy window", busyRate))

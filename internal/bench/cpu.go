@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -92,4 +93,54 @@ func waitNoFork(ctx context.Context, servers []*redisproc.Server) error {
 		}
 	}
 	return nil
+}
+
+// machineStat is what /proc/stat tells of the whole machine: the time its
+// CPUs spent busy and in all (in ticks), and how many tasks are runnable
+// now, on a CPU or waiting for one.
+type machineStat struct {
+	busy, total float64
+	runnable    int
+}
+
+func readMachineStat() (machineStat, error) {
+	var m machineStat
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return m, fmt.Errorf("the machine's CPU use (Linux's /proc only): %w", err)
+	}
+	cpuSeen := false
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		switch {
+		case len(f) > 5 && f[0] == "cpu":
+			// user nice system idle iowait irq softirq steal ...: idle
+			// and iowait are the idle time.
+			for i, x := range f[1:] {
+				n, err := strconv.ParseFloat(x, 64)
+				if err != nil {
+					return m, fmt.Errorf("/proc/stat: %w", err)
+				}
+				m.total += n
+				if i != 3 && i != 4 {
+					m.busy += n
+				}
+			}
+			cpuSeen = true
+		case len(f) == 2 && f[0] == "procs_running":
+			m.runnable, _ = strconv.Atoi(f[1])
+		}
+	}
+	if !cpuSeen {
+		return m, errors.New("/proc/stat has no cpu line")
+	}
+	return m, nil
+}
+
+// busyPct is the share of the CPUs' time spent busy between two readings.
+func busyPct(before, after machineStat) float64 {
+	if after.total <= before.total {
+		return 0
+	}
+	return 100 * (after.busy - before.busy) / (after.total - before.total)
 }

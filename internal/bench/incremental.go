@@ -28,6 +28,10 @@ type loadResult struct {
 	hbP50, hbP99, offP50, offP99 float64
 	hbN, offN                    int
 	catchUp                      time.Duration
+	// The machine over the load: the share of its CPU time spent busy,
+	// and the mean count of tasks runnable (on a CPU or waiting for one)
+	// at the lag samples; past the CPU count, every task waits its turn.
+	busyPct, runnable float64
 }
 
 // runLoad runs one redis-benchmark load on src while f follows, polling
@@ -50,6 +54,7 @@ func (r *runner) runLoad(ctx context.Context, src nodes, f follower, l load, mar
 	type lags struct {
 		hb, off           []float64
 		earlyHB, earlyOff []float64
+		runnable          []float64
 		err               error
 	}
 	sampled := make(chan lags, 1)
@@ -104,6 +109,9 @@ func (r *runner) runLoad(ctx context.Context, src nodes, f follower, l load, mar
 				}
 				return
 			}
+			if m, err := readMachineStat(); err == nil {
+				got.runnable = append(got.runnable, float64(m.runnable))
+			}
 			hbTo, offTo := &got.hb, &got.off
 			if now.Before(from) {
 				hbTo, offTo = &got.earlyHB, &got.earlyOff
@@ -131,9 +139,19 @@ func (r *runner) runLoad(ctx context.Context, src nodes, f follower, l load, mar
 			}
 		}
 	}()
+	m0, err := readMachineStat()
+	if err != nil {
+		stop()
+		<-sampled
+		return res, err
+	}
 	rps, elapsed, err := runBenchmark(ctx, r.cfg.RedisBenchmark, src[0].Port, len(src) > 1, l)
 	end := time.Now()
+	m1, merr := readMachineStat()
 	stop()
+	if err == nil {
+		err = merr
+	}
 	lg := <-sampled
 	if err == nil {
 		err = lg.err
@@ -152,6 +170,10 @@ func (r *runner) runLoad(ctx context.Context, src nodes, f follower, l load, mar
 	res.hbN, res.offN = len(lg.hb), len(lg.off)
 	res.hbP50, res.hbP99 = percentile(lg.hb, 50), percentile(lg.hb, 99)
 	res.offP50, res.offP99 = percentile(lg.off, 50), percentile(lg.off, 99)
+	res.busyPct = busyPct(m0, m1)
+	for _, n := range lg.runnable {
+		res.runnable += n / float64(len(lg.runnable))
+	}
 	return res, nil
 }
 
@@ -253,8 +275,8 @@ func (r *runner) measureFollower(ctx context.Context, src nodes, f follower, fr 
 			if fr.resync {
 				lag = fmt.Sprintf("heartbeat lag p50 %.0f ms p99 %.0f ms (%d samples); ", res.hbP50, res.hbP99, res.hbN) + lag
 			}
-			r.logf("%s, %s load run %d/%d: source %.0f ops/s, applied %.0f ops/s, %s, catch-up %.3fs",
-				fr.label, l.name, run+1, r.cfg.Runs, res.sourceOps, res.appliedOps, lag, res.catchUp.Seconds())
+			r.logf("%s, %s load run %d/%d: source %.0f ops/s, applied %.0f ops/s, %s, catch-up %.3fs; CPUs %.0f%% busy, %.1f tasks runnable",
+				fr.label, l.name, run+1, r.cfg.Runs, res.sourceOps, res.appliedOps, lag, res.catchUp.Seconds(), res.busyPct, res.runnable)
 		}
 	}
 	return nil
@@ -287,6 +309,8 @@ func (r *runner) addFollower(prefix string, fr *followerRuns, native string) {
 			{"offset_lag_p50_ms", "offset lag p50", "ms", func(x loadResult) float64 { return x.offP50 }, true},
 			{"offset_lag_p99_ms", "offset lag p99", "ms", func(x loadResult) float64 { return x.offP99 }, true},
 			{"catch_up_seconds", "catch-up after the load", "s", func(x loadResult) float64 { return x.catchUp.Seconds() }, true},
+			{"machine_cpu_busy_pct", "the machine's CPUs busy during the load", "%", func(x loadResult) float64 { return x.busyPct }, true},
+			{"runnable_tasks", "tasks runnable (on a CPU or waiting), mean", "tasks", func(x loadResult) float64 { return x.runnable }, true},
 		} {
 			if !f.ok {
 				continue
