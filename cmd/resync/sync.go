@@ -29,6 +29,9 @@ type syncFlags struct {
 	buffer                              *byteSize
 	heartbeat, retryFor, ioTimeout      *time.Duration
 	delivery, spoolDir                  *string
+	sourceMode                          *string
+	enableNotifications                 *bool
+	scanRate                            *int
 	candidates, sentinels, masterName   *string
 	targetSentinels, targetMaster       *string
 	// How to log in to each side's Sentinels.
@@ -69,6 +72,9 @@ func newSyncFlags(stderr io.Writer) (*flag.FlagSet, *syncFlags) {
 	f.retryFor = fs.Duration("retry-for", task.DefaultRetryFor, "how long a lost source or target connection is retried before the task fails")
 	f.ioTimeout = fs.Duration("io-timeout", dialer.DefaultIOTimeout, "a connection that answers nothing for this long is treated as lost (and retried)")
 	f.delivery = fs.String("delivery", task.DeliveryExactlyOnce, "exactly-once: each batch and its checkpoint in one MULTI/EXEC on the target; at-least-once: no transactions (faster; after a fault up to a second of commands may apply twice)")
+	f.sourceMode = fs.String("source-mode", task.SourcePSYNC, "psync: replicate (snapshot, then the command stream; exact); scan: for a source that refuses PSYNC, copy every key with SCAN and DUMP, then follow keyspace notifications (not exact: run resync verify after)")
+	f.enableNotifications = fs.Bool("enable-notifications", false, "scan mode: let resync turn the source's keyspace notifications on (CONFIG SET notify-keyspace-events) when they are off")
+	f.scanRate = fs.Int("scan-rate", 0, "scan mode: at most this many keys per second copied by the scan, to spare the source (0: no bound)")
 	f.reset = fs.Bool("reset", false, "forget the task's checkpoints on the target and start with a full sync (the conflict rule applies again)")
 	f.spoolDir = fs.String("spool-dir", filepath.Join(os.TempDir(), "resync-spool"), "where the stream waits on disk once --buffer-bytes of it wait in memory (a directory of its own, mode 0700, removed at exit)")
 	spoolMax := byteSize(1 << 30)
@@ -136,6 +142,12 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *f.maxOps < 0 {
 		return fail(fmt.Errorf("--target-max-ops %d: want 0 (no bound) or more", *f.maxOps))
 	}
+	if *f.sourceMode != task.SourcePSYNC && *f.sourceMode != task.SourceScan {
+		return fail(fmt.Errorf("--source-mode %q: want %s or %s", *f.sourceMode, task.SourcePSYNC, task.SourceScan))
+	}
+	if *f.scanRate < 0 {
+		return fail(fmt.Errorf("--scan-rate %d: want 0 (no bound) or more", *f.scanRate))
+	}
 	if *f.delivery != task.DeliveryExactlyOnce && *f.delivery != task.DeliveryAtLeastOnce {
 		return fail(fmt.Errorf("--delivery %q: want %s or %s", *f.delivery, task.DeliveryExactlyOnce, task.DeliveryAtLeastOnce))
 	}
@@ -161,6 +173,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		SourceSentinelAuth: srcSentinel, TargetSentinelAuth: dstSentinel,
 		TargetMaxOps: *f.maxOps, TargetMaxBytes: int(f.maxBytes),
 		HeartbeatInterval: *f.heartbeat, RetryFor: *f.retryFor, Delivery: *f.delivery, Reset: *f.reset,
+		SourceMode: *f.sourceMode, EnableNotifications: *f.enableNotifications, ScanRate: *f.scanRate,
 		SpoolDir: *f.spoolDir, SpoolMax: int64(*f.spoolMax), Logger: log,
 		SourceCandidates: splitList(*f.candidates), SourceSentinels: splitList(*f.sentinels), SourceMaster: *f.masterName,
 		TargetSentinels: splitList(*f.targetSentinels), TargetMaster: *f.targetMaster,

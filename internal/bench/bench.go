@@ -205,7 +205,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 func (r *runner) run(ctx context.Context) error {
 	c := r.cfg
 	d := NewDataSet(c.Keys)
-	if c.wants(PartFull) || c.wants(PartMemory) || c.wants(PartIncremental) || c.wants(PartThrottle) {
+	if c.wants(PartFull) || c.wants(PartMemory) || c.wants(PartIncremental) {
 		src, err := r.start(ctx)
 		if err != nil {
 			return err
@@ -226,12 +226,12 @@ func (r *runner) run(ctx context.Context) error {
 				return fmt.Errorf("incremental: %w", err)
 			}
 		}
-		if c.wants(PartThrottle) {
-			if err := r.throttle(ctx, src); err != nil {
-				return fmt.Errorf("throttle: %w", err)
-			}
-		}
 		src.Stop()
+	}
+	if c.wants(PartThrottle) {
+		if err := r.throttle(ctx); err != nil {
+			return fmt.Errorf("throttle: %w", err)
+		}
 	}
 	if c.Big && (c.wants(PartFull) || c.wants(PartMemory)) {
 		if err := r.bigKeys(ctx); err != nil {

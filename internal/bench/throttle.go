@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/resync/resync/internal/dialer"
-	"github.com/resync/resync/internal/redisproc"
 )
 
 // throttleOps is the bound the throttle part sets (--target-max-ops).
@@ -21,11 +20,18 @@ const throttleWindow = 3 * time.Second
 // target command per source command) and puts a backlog on the source
 // far above that rate; the commands the target processes per second, in
 // consecutive windows while the backlog lasts, are the figure.
-func (r *runner) throttle(ctx context.Context, src *redisproc.Server) error {
+// The source is a server of its own, empty: the data set's full sync, at
+// the bound, would take minutes and measure nothing more.
+func (r *runner) throttle(ctx context.Context) error {
+	src, err := r.start(ctx)
+	if err != nil {
+		return err
+	}
+	defer src.Stop()
 	// Enough for every window and a second more, at the bound.
 	requests := throttleOps * (int(throttleWindow.Seconds())*r.cfg.Runs + 2)
 	var rates []float64
-	err := r.withResync(ctx, nodes{src}, "at-least-once", func(f follower) error {
+	err = r.withResync(ctx, nodes{src}, "at-least-once", func(f follower) error {
 		dst := f.target()[0]
 		c, err := dialer.Dial(ctx, benchDialOptions(dst))
 		if err != nil {

@@ -20,6 +20,9 @@ const (
 	// FullSync: a full sync into the target began and has not ended; the
 	// target holds part of a snapshot.
 	FullSync = "full"
+	// Scan: a task in scan mode writes this target (no replication
+	// stream, no offset: a restart copies everything again).
+	Scan = "scan"
 )
 
 // Point is a checkpoint: the target holds every command of the source's
@@ -105,7 +108,7 @@ func Parse(s string) (Point, error) {
 			p.DB, err = strconv.Atoi(v)
 		case "state":
 			p.State = v
-			if v != Streaming && v != FullSync {
+			if v != Streaming && v != FullSync && v != Scan {
 				err = fmt.Errorf("unknown state")
 			}
 		case "time":
@@ -126,7 +129,7 @@ func Parse(s string) (Point, error) {
 			return Point{}, fmt.Errorf("checkpoint %q: no %s field", clip(s), k)
 		}
 	}
-	if len(p.ReplID) != 40 {
+	if len(p.ReplID) != 40 && !(p.State == Scan && p.ReplID == "") {
 		return Point{}, fmt.Errorf("checkpoint %q: replid %q is not 40 characters", clip(s), clip(p.ReplID))
 	}
 	return p, nil

@@ -1,6 +1,7 @@
 package rdb
 
 import (
+	"encoding/binary"
 	"fmt"
 	"strconv"
 )
@@ -85,4 +86,19 @@ func lzfValue(in *input, scratch []byte) ([]byte, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// AppendLength appends n in RDB's length encoding (rdbSaveLen): 6 bits in
+// one byte, 14 bits in two, else a marker byte and 32 or 64 bits,
+// big-endian.
+func AppendLength(b []byte, n uint64) []byte {
+	switch {
+	case n < 1<<6:
+		return append(b, byte(n))
+	case n < 1<<14:
+		return append(b, byte(n>>8)|0x40, byte(n))
+	case n <= 1<<32-1:
+		return binary.BigEndian.AppendUint32(append(b, 0x80), uint32(n))
+	}
+	return binary.BigEndian.AppendUint64(append(b, 0x81), n)
 }

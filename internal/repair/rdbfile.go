@@ -46,7 +46,7 @@ func newRDBFile(f *os.File) *rdbFile {
 // selectDB starts the records of database db.
 func (f *rdbFile) selectDB(db int) error {
 	f.w.WriteByte(opSelectDB)
-	_, err := f.w.Write(appendLen(nil, uint64(db)))
+	_, err := f.w.Write(rdb.AppendLength(nil, uint64(db)))
 	return err
 }
 
@@ -111,7 +111,7 @@ func (r *record) Write(p []byte) (int, error) {
 		// The payload's first byte is the value's type, which precedes
 		// the key in a record.
 		w.WriteByte(p[0])
-		w.Write(appendLen(nil, uint64(len(r.key))))
+		w.Write(rdb.AppendLength(nil, uint64(len(r.key))))
 		w.Write(r.key)
 		r.crc = rdb.CRC64(0, p[:1])
 		p = p[1:]
@@ -161,19 +161,4 @@ func (r *record) finish() error {
 	}
 	r.file.records++
 	return nil
-}
-
-// appendLen appends n in RDB's length encoding (rdbSaveLen): 6 bits in
-// one byte, 14 bits in two, else a marker byte and 32 or 64 bits,
-// big-endian.
-func appendLen(b []byte, n uint64) []byte {
-	switch {
-	case n < 1<<6:
-		return append(b, byte(n))
-	case n < 1<<14:
-		return append(b, byte(n>>8)|0x40, byte(n))
-	case n <= 1<<32-1:
-		return binary.BigEndian.AppendUint32(append(b, 0x80), uint32(n))
-	}
-	return binary.BigEndian.AppendUint64(append(b, 0x81), n)
 }

@@ -15,7 +15,7 @@ import (
 
 // payload builds what DUMP returns for a string value.
 func payload(value string, version int) []byte {
-	p := append([]byte{rdb.TypeString}, appendLen(nil, uint64(len(value)))...)
+	p := append([]byte{rdb.TypeString}, rdb.AppendLength(nil, uint64(len(value)))...)
 	p = append(p, value...)
 	p = binary.LittleEndian.AppendUint16(p, uint16(version))
 	return binary.LittleEndian.AppendUint64(p, rdb.CRC64(0, p))

@@ -132,7 +132,7 @@ func shardsOf(st task.Status) []task.Status {
 // FromTask builds the document from a task's status.
 func FromTask(st task.Status) Doc {
 	d := Doc{
-		Time: time.Now(), Name: st.Name, State: st.State, Mode: "psync", LagMs: known(st.LagMs), Retries: st.Retries,
+		Time: time.Now(), Name: st.Name, State: st.State, Mode: st.Mode, LagMs: known(st.LagMs), Retries: st.Retries,
 		CommandsApplied: st.Commands, KeysWritten: st.KeysWritten, ErrorsTotal: st.ErrorsTotal,
 		Errors: make([]ErrorEvent, 0, len(st.Errors)),
 		// One target per task so far; the list is ready for more.

@@ -386,6 +386,10 @@ func (t *Task) resume(ctx context.Context, w sink) (scratch bool, err error) {
 		t.log.Warn("the target holds part of a full sync that did not end: starting it over", "key", t.checkpointKey())
 		t.setResume("", 0, 0)
 		return true, nil
+	case p.State == checkpoint.Scan:
+		t.log.Warn("a task in scan mode wrote the target: a full sync follows", "key", t.checkpointKey())
+		t.setResume("", 0, 0)
+		return true, nil
 	}
 	if had && p.Offset < t.applied.Load() {
 		t.log.Warn("the target is behind what it confirmed (a failover lost writes): resending from its checkpoint",

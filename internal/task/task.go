@@ -58,6 +58,13 @@ type Config struct {
 	// HeartbeatInterval is how often the heartbeat key is written to the
 	// source (default 1s).
 	HeartbeatInterval time.Duration
+	// SourceMode is SourcePSYNC (the default) or SourceScan, for a source
+	// that refuses PSYNC; EnableNotifications lets scan mode turn the
+	// source's keyspace notifications on, and ScanRate bounds its copy's
+	// keys per second (0: no bound).
+	SourceMode          string
+	EnableNotifications bool
+	ScanRate            int
 	Logger            *slog.Logger
 
 	// Filter selects and maps databases and filters keys and commands;
@@ -272,6 +279,9 @@ func New(cfg Config) *Task {
 	if cfg.Rewrite == "" {
 		cfg.Rewrite = RewriteAuto
 	}
+	if cfg.SourceMode == "" {
+		cfg.SourceMode = SourcePSYNC
+	}
 	if cfg.BigKeyBytes <= 0 {
 		cfg.BigKeyBytes = DefaultBigKeyBytes
 	}
@@ -297,6 +307,7 @@ func (t *Task) keys() keyname.Style { return keyname.Style{Redact: t.cfg.RedactK
 type Status struct {
 	Name        string
 	State       string
+	Mode        string // Config.SourceMode
 	LastError   string
 	ReplID      string
 	Received    int64
@@ -381,7 +392,7 @@ func (t *Task) Status() Status {
 func (t *Task) ownStatus() Status {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	st := Status{Name: t.cfg.Name, State: t.state, LastError: t.lastError, ReplID: t.replID,
+	st := Status{Name: t.cfg.Name, State: t.state, Mode: t.cfg.SourceMode, LastError: t.lastError, ReplID: t.replID,
 		Received: t.received.Load(), Applied: t.applied.Load(), KeysWritten: t.counts.Keys.Load(),
 		KeysFiltered: t.counts.Filtered.Load(), KeysEmpty: t.counts.Empty.Load(), KeysRewritten: t.counts.Rewritten.Load(),
 		BigKeys: t.counts.Big.Load(), Dropped: t.counts.Dropped.Load(),
@@ -432,6 +443,9 @@ func (t *Task) Run(ctx context.Context) error {
 				return nil
 			}
 			return t.failed(err)
+		}
+		if top != nil && t.cfg.SourceMode == SourceScan {
+			return t.failed(errors.New("scan mode takes a standalone source (or one master of a cluster, synced alone): a cluster source is not supported in scan mode yet"))
 		}
 		if top != nil {
 			return t.runShards(ctx, top)
@@ -535,6 +549,9 @@ func (t *Task) stop(w sink) error {
 // kept between sessions while it is sound: before a new PSYNC it is
 // drained, so the applied offset is exact and nothing is written twice.
 func (t *Task) session(ctx context.Context, w *sink, target redisproc.Version) error {
+	if t.cfg.SourceMode == SourceScan {
+		return t.scanSession(ctx, w, target)
+	}
 	t.mu.Lock()
 	t.healthy = time.Time{} // until this session streams
 	t.mu.Unlock()

@@ -1,0 +1,158 @@
+package task_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/resync/resync/internal/compare"
+	"github.com/resync/resync/internal/redisproc"
+	"github.com/resync/resync/internal/redistest"
+	"github.com/resync/resync/internal/task"
+)
+
+// scanSource starts a source whose user "scanner" may do everything but
+// replicate (PSYNC and SYNC denied by ACL), fills it with fill, and
+// starts a task in scan mode from it, allowed to turn the keyspace
+// notifications on.
+func scanSource(t *testing.T, fill func(*redisproc.Server), set func(*task.Config)) (src, dst *redisproc.Server, r *running) {
+	t.Helper()
+	redistest.RequireVersion(t, 7, 0, "gave PEXPIRETIME, which scan mode reads expiries with exactly")
+	src, dst = redistest.Start(t), redistest.Start(t)
+	doAll(t, redistest.Dial(t, src), s("ACL", "SETUSER", "scanner", "on", ">scan-pw", "~*", "&*", "+@all", "-psync", "-sync"))
+	if fill != nil {
+		fill(src)
+	}
+	r = startWith(t, src, dst, func(cfg *task.Config) {
+		cfg.Source.Username, cfg.Source.Password = "scanner", "scan-pw"
+		cfg.SourceMode = task.SourceScan
+		cfg.EnableNotifications = true
+		cfg.HeartbeatInterval = 50 * time.Millisecond
+		if set != nil {
+			set(cfg)
+		}
+	})
+	return src, dst, r
+}
+
+// scanLoad runs rounds of the load commands scan mode can follow: every
+// write to a key notifies it. Left out: what notifies no key (SWAPDB;
+// FUNCTION; a consumer group's reads and claims, XREADGROUP, XCLAIM and
+// XAUTOCLAIM, which move its delivery state silently), and EVALSHA (it
+// needs its script loaded).
+func scanLoad(t *testing.T, src *redisproc.Server, rounds int) {
+	t.Helper()
+	c := redistest.Dial(t, src)
+	for i := 1; i <= rounds; i++ {
+		for _, lc := range loadCommands() {
+			args := lc.args(i)
+			switch strings.ToUpper(args[0]) {
+			case "SWAPDB", "FUNCTION", "EVALSHA", "SCRIPT", "XREADGROUP", "XCLAIM", "XAUTOCLAIM":
+				continue
+			}
+			if _, err := c.Do(args...); err != nil && !strings.Contains(err.Error(), "ERR") {
+				t.Fatalf("%q: %v", args, err)
+			}
+		}
+	}
+}
+
+// waitEqual waits until the target holds what the source does.
+func waitEqual(t *testing.T, src, dst *redisproc.Server, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		rep, err := compare.Compare(context.Background(), src.DialOptions(), dst.DialOptions(),
+			compare.Options{Reverse: true, SkipPrefix: task.ReservedPrefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Diffs) == 0 && rep.Keys > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			for i, d := range rep.Diffs {
+				if i < 20 {
+					t.Error(d)
+				}
+			}
+			t.Fatalf("%d differences after %s", len(rep.Diffs), within)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Scan mode against a source whose user may not PSYNC: the copy equals
+// the source, the writes made during it and after are followed, the
+// status says mode scan and measures a lag, and a lost subscription
+// (the source drops it) costs a second copy, not a difference.
+func TestScanMode(t *testing.T) {
+	// 20,000 keys a second: a copy that lasts long enough to write
+	// during it, and the rate's own test.
+	src, dst, r := scanSource(t, func(src *redisproc.Server) { fill(t, src); bulk(t, src, 20000) },
+		func(cfg *task.Config) { cfg.ScanRate = 20000 })
+	r.waitState(t, task.StateFullSync)
+	began := time.Now()
+	scanLoad(t, src, 10) // while the keys are copied
+	if st := r.task.Status(); st.State != task.StateFullSync {
+		t.Fatalf("the load ended after the copy (state %s): it overlapped nothing", st.State)
+	}
+	r.waitState(t, task.StateSynchronizing)
+	if d := time.Since(began); d < 700*time.Millisecond {
+		t.Fatalf("20,000 keys copied in %s at --scan-rate 20000", d)
+	}
+	st := r.task.Status()
+	if st.Mode != task.SourceScan {
+		t.Fatalf("status mode %q", st.Mode)
+	}
+	if flags := notifyFlags(t, src); !strings.Contains(flags, "K") || !strings.Contains(flags, "A") {
+		t.Fatalf("the source's notify-keyspace-events after --enable-notifications: %q", flags)
+	}
+	scanLoad(t, src, 20)
+	waitEqual(t, src, dst, 10*time.Second)
+	if st := r.task.Status(); st.LagMs < 0 || st.LagMs > 2000 {
+		t.Fatalf("lag %d ms in scan mode", st.LagMs)
+	}
+
+	// The source drops the subscription: the task copies everything
+	// again, and what was written meanwhile arrives.
+	retries := r.task.Status().Retries
+	redistest.Do(t, src, "CLIENT", "KILL", "TYPE", "pubsub")
+	scanLoad(t, src, 5)
+	waitEqual(t, src, dst, 15*time.Second)
+	if st := r.task.Status(); st.Retries <= retries {
+		t.Fatalf("retries %d after the lost subscription (were %d)", st.Retries, retries)
+	}
+	// resync's own keys stay out: the heartbeat notifies, it is not copied.
+	if n := redistest.Do(t, dst, "EXISTS", r.task.HeartbeatKey()); n != "0" {
+		t.Fatal("the heartbeat reached the target")
+	}
+}
+
+// Without the user's consent, scan mode does not touch the source's
+// configuration: it fails, saying how to proceed.
+func TestScanModeNeedsNotifications(t *testing.T) {
+	src, _, r := scanSource(t, nil, func(cfg *task.Config) { cfg.EnableNotifications = false })
+	select {
+	case err := <-r.done:
+		r.done <- err // for the cleanup
+		if err == nil || !strings.Contains(err.Error(), "--enable-notifications") || !strings.Contains(err.Error(), "notify-keyspace-events") {
+			t.Fatalf("task ended with %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the task did not fail")
+	}
+	if flags := notifyFlags(t, src); strings.Contains(flags, "K") {
+		t.Fatalf("the source's notifications were turned on without consent: %q", flags)
+	}
+}
+
+func notifyFlags(t *testing.T, s *redisproc.Server) string {
+	t.Helper()
+	v, err := redistest.Dial(t, s).Do("CONFIG", "GET", "notify-keyspace-events")
+	if err != nil || len(v.Elems) != 2 {
+		t.Fatalf("CONFIG GET notify-keyspace-events: %v", err)
+	}
+	return v.Elems[1].Text()
+}
