@@ -90,5 +90,5 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 func precheckConfig(f *syncFlags, src, dst dialer.Options, fc filter.Config) precheck.Config {
 	return precheck.Config{Source: src, Target: dst, Name: *f.name, Filter: fc,
 		OnConflict: *f.load.onConflict, Reset: *f.reset, DropUnsupported: *f.load.drop,
-		Skip: f.skipCheck.values}
+		Skip: f.skipCheck.values, ScanMode: *f.sourceMode == task.SourceScan, EnableNotifications: *f.enableNotifications}
 }

@@ -146,10 +146,10 @@ func (r *run) sourceReplicationACL() {
 				fmt.Sprintf("make sure user %q may run PSYNC and REPLCONF (%s)", n.user(), setUser(n.user(), probeNames(probes), "")))
 		case len(d.missing) > 0:
 			r.add("source-replication-acl", n, Fail, fmt.Sprintf("the source has no command %s (renamed or disabled): resync replicates with PSYNC and REPLCONF", strings.Join(d.missing, ", ")),
-				"give the commands back their names (rename-command in redis.conf)")
+				"give the commands back their names (rename-command in redis.conf)"+scanInstead)
 		case len(d.commands) > 0:
 			r.add("source-replication-acl", n, Fail, fmt.Sprintf("user %q may not run %s: resync replicates with PSYNC and REPLCONF", n.user(), strings.Join(d.commands, ", ")),
-				setUser(n.user(), d.commands, ""))
+				setUser(n.user(), d.commands, "")+scanInstead)
 		default:
 			r.add("source-replication-acl", n, Pass, fmt.Sprintf("user %q may run PSYNC and REPLCONF", n.user()), "")
 		}

@@ -20,7 +20,10 @@
 //	cluster-slots            every slot served, cluster_state:ok, as each master sees it
 //	cluster-masters          every master reachable with the same credentials
 //	cluster-dbs              source dbs other than 0 with keys into a cluster: FAIL
-//	source-replication-acl   PSYNC and REPLCONF allowed (ACL DRYRUN, 7.0+)
+//	source-replication-acl   PSYNC and REPLCONF allowed (ACL DRYRUN, 7.0+); scan mode: not needed
+//	scan-mode                scan mode only: a standalone source, keyspace notifications on (or
+//	                         --enable-notifications), SCAN, DUMP and PSUBSCRIBE allowed; and
+//	                         always a WARN that it cannot be exact
 //	source-heartbeat-acl     SET on the heartbeat key allowed, else the lag is unknown
 //	target-acl               what resync sends allowed; stream commands denied: WARN
 //	unsupported-types        streams before 5.0, hash field TTLs before 7.4, functions before 7.0
@@ -103,6 +106,10 @@ type Config struct {
 	// Skip names checks waived by the operator; each is reported as a
 	// WARN so that the waiver shows. See Names.
 	Skip []string
+	// ScanMode: the sync copies by SCAN and follows keyspace
+	// notifications instead of replicating (task.SourceScan);
+	// EnableNotifications lets it turn those on.
+	ScanMode, EnableNotifications bool
 }
 
 // The checks, in the order they are reported.
@@ -111,7 +118,7 @@ var checkNames = []string{
 	"source-version", "target-version", "target-role",
 	"same-server", "replication-loop",
 	"cluster-slots", "cluster-masters", "cluster-dbs",
-	"source-replication-acl", "source-heartbeat-acl", "target-acl",
+	"source-replication-acl", "scan-mode", "source-heartbeat-acl", "target-acl",
 	"unsupported-types", "modules", "conflict",
 	"eviction-policy", "target-memory",
 	"backlog", "repl-timeout", "output-buffer", "fork-memory",

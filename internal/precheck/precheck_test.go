@@ -287,7 +287,7 @@ func TestSourceUserWithoutPSYNC(t *testing.T) {
 	o.Username, o.Password = "repl", "pw"
 	rep := check(t, Config{Source: o, Target: target.DialOptions(), Name: "orders"})
 	expect(t, result(t, rep, "auth", src(source)), Pass, []string{`user "repl"`})
-	expect(t, result(t, rep, "source-replication-acl", src(source)), Fail, []string{`user "repl" may not run psync`}, "ACL SETUSER repl +psync")
+	expect(t, result(t, rep, "source-replication-acl", src(source)), Fail, []string{`user "repl" may not run psync`}, "ACL SETUSER repl +psync", "--source-mode scan")
 	if r := result(t, rep, "source-replication-acl", src(source)); strings.Contains(r.Why, "replconf") {
 		t.Errorf("REPLCONF is allowed, yet: %s", r.Why)
 	}
@@ -614,4 +614,52 @@ FAIL     clock            -                     two lines
 	if got := text(rep); got != want {
 		t.Errorf("got:\n%s\nwant:\n%s", got, want)
 	}
+}
+
+// Scan mode: the replication checks have nothing to check; the scan-mode
+// check says it cannot be exact, fails while the keyspace notifications
+// are off without --enable-notifications (and warns with it), and fails
+// a user who may not DUMP. A cluster source is refused.
+func TestScanMode(t *testing.T) {
+	redistest.RequireVersion(t, 7, 0, "introduced ACL DRYRUN")
+	source := redistest.Start(t)
+	target := redistest.Start(t)
+	redistest.Do(t, source, "ACL", "SETUSER", "scanner", "on", ">pw", "~*", "&*", "+@all", "-psync", "-sync")
+	o := source.DialOptions()
+	o.Username, o.Password = "scanner", "pw"
+	rep := check(t, Config{Source: o, Target: target.DialOptions(), ScanMode: true})
+	for _, name := range []string{"source-replication-acl", "backlog", "output-buffer"} {
+		expect(t, result(t, rep, name, ""), Pass, []string{"scan mode"})
+	}
+	var verdicts []string
+	for _, r := range rep.Find("scan-mode") {
+		verdicts = append(verdicts, string(r.Verdict)+": "+r.Why)
+	}
+	all := strings.Join(verdicts, "\n")
+	for _, want := range []string{"WARN: scan mode cannot be exact", `FAIL: keyspace notifications are off (notify-keyspace-events "")`, `PASS: user "scanner" may run SCAN, DUMP`} {
+		if !strings.Contains(all, want) {
+			t.Errorf("scan-mode results lack %q:\n%s", want, all)
+		}
+	}
+	if !rep.Failed() {
+		t.Error("notifications off and no consent, yet no FAIL")
+	}
+
+	rep = check(t, Config{Source: o, Target: target.DialOptions(), ScanMode: true, EnableNotifications: true})
+	if rep.Failed() {
+		t.Errorf("with --enable-notifications, a FAIL:\n%s", text(rep))
+	}
+	redistest.Do(t, source, "ACL", "SETUSER", "scanner", "-dump")
+	rep = check(t, Config{Source: o, Target: target.DialOptions(), ScanMode: true, EnableNotifications: true})
+	found := false
+	for _, r := range rep.Find("scan-mode") {
+		found = found || r.Verdict == Fail && strings.Contains(r.Why, "may not run dump") && strings.Contains(r.Fix, "ACL SETUSER scanner")
+	}
+	if !found {
+		t.Errorf("a user without DUMP passes:\n%s", text(rep))
+	}
+
+	cl := redistest.StartCluster(t, 3, 0)
+	rep = check(t, Config{Source: cl.Masters[0].DialOptions(), Target: target.DialOptions(), ScanMode: true, EnableNotifications: true})
+	expect(t, result(t, rep, "scan-mode", src(cl.Masters[0])), Fail, []string{"standalone source"})
 }

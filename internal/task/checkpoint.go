@@ -1,6 +1,7 @@
 package task
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"github.com/resync/resync/internal/checkpoint"
 	"github.com/resync/resync/internal/cluster"
 	"github.com/resync/resync/internal/dialer"
+	"github.com/resync/resync/internal/receiver"
 	"github.com/resync/resync/internal/resp"
 	"github.com/resync/resync/internal/router"
 	"github.com/resync/resync/internal/writer"
@@ -67,6 +69,10 @@ type txn struct {
 	startDB  int   // connDB when our MULTI went out: DISCARD returns there
 	swapped  []int // databases a SWAPDB in the open transaction touched
 	wrote    bool  // commands written since the last checkpoint
+	// plain: the batch being applied holds only commands whose replay
+	// is harmless, and goes without a transaction; unsaved: such
+	// batches went since the last checkpoint, which a watermark covers.
+	plain, unsaved bool
 
 	savedOffset int64 // the last checkpoint's offset
 	savedAt     time.Time
@@ -133,7 +139,7 @@ func (t *Task) write(w sink, op writer.Op) error {
 			return nil
 		}
 	}
-	if t.wrap() && !t.tx.open {
+	if t.wrap() && !t.tx.plain && !t.tx.open {
 		if err := w.Write(writer.Op{Args: [][]byte{[]byte("MULTI")}}); err != nil {
 			return err
 		}
@@ -179,6 +185,13 @@ func isName(name []byte, s string) bool {
 func (t *Task) endBatch(w sink, offset int64) error {
 	if t.tx.inSource {
 		return nil // mid-transaction: nothing here is confirmed alone
+	}
+	if t.tx.plain {
+		// No checkpoint of its own: the watermark covers it once
+		// confirmed, and until then a replay applies it again, which
+		// leaves the target as once.
+		t.tx.plain, t.tx.unsaved, t.tx.wrote = false, true, false
+		return w.Mark(offset)
 	}
 	if !t.exact() || !t.tx.wrote && time.Since(t.tx.savedAt) < checkpointEvery {
 		return w.Mark(offset)
@@ -231,9 +244,45 @@ func (t *Task) commit(w sink, offset int64) error {
 	if err := w.Write(writer.Op{Args: [][]byte{[]byte("EXEC")}, Offset: offset}); err != nil {
 		return err
 	}
-	t.tx.open, t.tx.wrote = false, false
+	t.tx.open, t.tx.wrote, t.tx.unsaved = false, false, false
 	t.tx.savedOffset, t.tx.savedAt = offset, time.Now()
 	return nil
+}
+
+// replayable reports whether a batch holds only commands whose effect
+// does not depend on the key's state (SET without options but an
+// absolute expiry, MSET, DEL, UNLINK, PEXPIREAT, PERSIST), or that are
+// not written (SELECT, PUBLISH, resync's own heartbeat): applied twice
+// in a row, any prefix of such a batch and then the whole leaves the
+// target as the whole once does, and none can fail on a key of another
+// type. In exactly-once delivery such a batch needs no transaction: the
+// checkpoint after it (a watermark) or a later batch's covers it, and a
+// fault before that replays it harmlessly.
+func replayable(cmds []receiver.Command, reserved []byte) bool {
+	for _, c := range cmds {
+		a := c.Args
+		name := a[0]
+		var ok bool
+		switch {
+		case isName(name, "SET"):
+			ok = len(a) == 3 || len(a) == 5 && (isName(a[3], "PXAT") || isName(a[3], "EXAT")) ||
+				len(a) >= 2 && bytes.HasPrefix(a[1], reserved)
+		case isName(name, "DEL"), isName(name, "UNLINK"):
+			ok = len(a) >= 2
+		case isName(name, "MSET"):
+			ok = len(a) >= 3 && len(a)%2 == 1
+		case isName(name, "PEXPIREAT"):
+			ok = len(a) == 3
+		case isName(name, "PERSIST"), isName(name, "SELECT"):
+			ok = len(a) == 2
+		case isPublish(name):
+			ok = true
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 func selectArgs(db int) [][]byte { return [][]byte{[]byte("SELECT"), []byte(strconv.Itoa(db))} }
@@ -268,7 +317,7 @@ func (t *Task) discard(w sink) error {
 // through the sink after later commands, which is sound: it claims only
 // what is already confirmed.
 func (t *Task) watermark(w sink, applied int64) error {
-	if t.wrap() || t.tx.inSource || applied <= t.tx.savedOffset || time.Since(t.tx.savedAt) < checkpointEvery {
+	if t.wrap() && !t.tx.unsaved || t.tx.open || t.tx.inSource || applied <= t.tx.savedOffset || time.Since(t.tx.savedAt) < checkpointEvery {
 		return nil
 	}
 	p := checkpoint.Point{ReplID: t.currentReplID(), Offset: applied, DB: t.dbAt(applied), State: checkpoint.Streaming, TimeMs: time.Now().UnixMilli()}
@@ -293,6 +342,7 @@ func (t *Task) watermark(w sink, applied int64) error {
 		}
 	}
 	t.tx.prevSaved, t.tx.savedOffset, t.tx.savedAt = t.tx.savedOffset, applied, time.Now()
+	t.tx.unsaved = false
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/resync/resync/internal/checkpoint"
 	"github.com/resync/resync/internal/dialer"
+	"github.com/resync/resync/internal/keyevents"
 	"github.com/resync/resync/internal/rdb"
 	"github.com/resync/resync/internal/redisproc"
 	"github.com/resync/resync/internal/resp"
@@ -31,10 +32,6 @@ const (
 	// again), and FLUSHALL, FLUSHDB and SWAPDB notify nothing.
 	SourceScan = "scan"
 )
-
-// keyspaceFlags are the notify-keyspace-events classes scan mode needs:
-// keyspace channels (K) for every event class (A).
-const keyspaceFlags = "KA"
 
 // scanBatch bounds the keys read from the source in one round trip.
 const scanBatch = 256
@@ -335,45 +332,17 @@ func (t *Task) enableNotifications(c *dialer.Conn) error {
 	if len(v.Elems) == 2 {
 		flags = v.Elems[1].Text()
 	}
-	if hasKeyspaceFlags(flags) {
+	if keyevents.Complete(flags) {
 		return nil
 	}
 	if !t.cfg.EnableNotifications {
-		return fmt.Errorf("%w (notify-keyspace-events is %q): scan mode follows changes through them; run with --enable-notifications to let resync turn them on (CONFIG SET notify-keyspace-events %s), or set them yourself", errNotificationsOff, flags, mergeFlags(flags))
+		return fmt.Errorf("%w (notify-keyspace-events is %q): scan mode follows changes through them; run with --enable-notifications to let resync turn them on (CONFIG SET notify-keyspace-events %s), or set them yourself", errNotificationsOff, flags, keyevents.Completed(flags))
 	}
-	if _, err := c.Do("CONFIG", "SET", "notify-keyspace-events", mergeFlags(flags)); err != nil {
+	if _, err := c.Do("CONFIG", "SET", "notify-keyspace-events", keyevents.Completed(flags)); err != nil {
 		return fmt.Errorf("source: turning keyspace notifications on: %w", err)
 	}
-	t.log.Warn("turned the source's keyspace notifications on (--enable-notifications); turn them off again once the task is over", "was", flags, "now", mergeFlags(flags))
+	t.log.Warn("turned the source's keyspace notifications on (--enable-notifications); turn them off again once the task is over", "was", flags, "now", keyevents.Completed(flags))
 	return nil
-}
-
-// hasKeyspaceFlags reports whether flags (notify-keyspace-events) publish
-// keyspace channels for every class.
-func hasKeyspaceFlags(flags string) bool {
-	if !strings.Contains(flags, "K") {
-		return false
-	}
-	if strings.Contains(flags, "A") {
-		return true
-	}
-	for _, class := range "g$lshzxet" {
-		if !strings.ContainsRune(flags, class) {
-			return false
-		}
-	}
-	return true
-}
-
-// mergeFlags adds what scan mode needs to the source's flags.
-func mergeFlags(flags string) string {
-	out := flags
-	for _, f := range keyspaceFlags {
-		if !strings.ContainsRune(out, f) {
-			out += string(f)
-		}
-	}
-	return out
 }
 
 // keyspaceChannel reads a pmessage of __keyspace@<db>__:<key>.

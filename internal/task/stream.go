@@ -68,7 +68,9 @@ func (t *Task) incremental(ctx context.Context, link *receiver.Link, w *sink, rd
 	confirm := func() {
 		safe := min((*w).Applied(), t.tx.prevSaved)
 		if t.wrap() {
-			safe = (*w).Applied() // each batch carries its checkpoint
+			// A batch in a transaction carries its checkpoint; one
+			// without waits for the watermark after it.
+			safe = min((*w).Applied(), t.tx.savedOffset)
 		}
 		old := time.Now().Add(-keepFor)
 		for len(held) > 0 && (held[0].End <= safe && held[0].At.Before(old) || heldBytes > t.cfg.BufferBytes) {

@@ -65,7 +65,7 @@ type Config struct {
 	SourceMode          string
 	EnableNotifications bool
 	ScanRate            int
-	Logger            *slog.Logger
+	Logger              *slog.Logger
 
 	// Filter selects and maps databases and filters keys and commands;
 	// the task fills in its reserved prefix and the source's database
@@ -1218,6 +1218,9 @@ func (t *Task) apply(b receiver.Batch, w sink) error {
 	// arrived, and no later than the last heartbeat in the stream plus
 	// its interval (a backlog arrives late).
 	relative := !t.sourceVersion.AtLeast(7, 0)
+	if t.wrap() && !t.tx.inSource && !t.tx.open {
+		t.tx.plain = replayable(b.Commands, []byte(ReservedPrefix))
+	}
 	var size int64
 	defer func() {
 		t.bytesOut.Add(size)
