@@ -73,4 +73,3 @@ func (r *run) scanMode() {
 		}
 	}
 }
-
