@@ -297,8 +297,14 @@ func (l *Link) Stream(ctx context.Context, out chan<- Batch) error {
 	ackCtx, cancelAck := context.WithCancel(ctx)
 	defer cancelAck()
 	ackErr := make(chan error, 1)
+	start := l.recv.Load()
 	go func() {
-		t := time.NewTicker(l.o.AckInterval)
+		// Until the stream's first byte, ACK often: a source that ends a
+		// diskless snapshot enables the stream on an ACK that comes
+		// after it reaped its fork, and the first may come before
+		// (seen: the first write after a full sync a second late).
+		interval := min(firstAckInterval, l.o.AckInterval)
+		t := time.NewTimer(interval)
 		defer t.Stop()
 		for {
 			select {
@@ -310,6 +316,10 @@ func (l *Link) Stream(ctx context.Context, out chan<- Batch) error {
 					ackErr <- err
 					return
 				}
+				if interval < l.o.AckInterval && l.recv.Load() > start {
+					interval = l.o.AckInterval
+				}
+				t.Reset(interval)
 			}
 		}
 	}()
@@ -320,6 +330,10 @@ func (l *Link) Stream(ctx context.Context, out chan<- Batch) error {
 	}
 	return l.streamErr(ctx, err)
 }
+
+// firstAckInterval is how often the stream is ACKed before its first
+// byte arrives.
+const firstAckInterval = 50 * time.Millisecond
 
 func (l *Link) streamErr(ctx context.Context, err error) error {
 	if ctx.Err() != nil {

@@ -172,11 +172,19 @@ func (t *Task) scanSession(ctx context.Context, w *sink, target redisproc.Versio
 	stop := context.AfterFunc(ctx, q.close)
 	defer stop()
 
-	sub, err := t.subscribe(ctx, q)
+	subDone, err := t.subscribe(ctx, q)
 	if err != nil {
 		return err
 	}
-	defer sub.Close()
+	defer func() {
+		cancel()
+		<-subDone
+	}()
+	if *w != nil && (*w).Err() != nil {
+		// The target failed the last session: a new connection.
+		(*w).Close()
+		*w = nil
+	}
 	if *w == nil {
 		if *w, err = t.openTarget(ctx); err != nil {
 			return err
@@ -275,8 +283,9 @@ func (t *Task) scanApplied(a int64) {
 
 // subscribe turns the source's keyspace notifications on when they are
 // off and the user allowed it, subscribes to every database's, and
-// queues each notified key until ctx ends or the subscription fails.
-func (t *Task) subscribe(ctx context.Context, q *keyQueue) (*dialer.Conn, error) {
+// queues each notified key until ctx ends or the subscription fails;
+// done closes when its goroutine has ended.
+func (t *Task) subscribe(ctx context.Context, q *keyQueue) (done chan struct{}, err error) {
 	c, err := dialer.Dial(ctx, t.sourceOpts())
 	if err != nil {
 		return nil, fmt.Errorf("source: %w", err)
@@ -293,7 +302,12 @@ func (t *Task) subscribe(ctx context.Context, q *keyQueue) (*dialer.Conn, error)
 	// heartbeat's own notifications come every interval anyway).
 	c.SetIOTimeout(-1)
 	hb := t.HeartbeatKey()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	done = make(chan struct{})
 	go func() {
+		defer close(done)
+		defer stop()
+		defer c.Close()
 		for {
 			v, err := c.Receive("keyspace notification")
 			if err != nil {
@@ -316,8 +330,7 @@ func (t *Task) subscribe(ctx context.Context, q *keyQueue) (*dialer.Conn, error)
 			q.push(scanItem{db: db, key: key, notify: true})
 		}
 	}()
-	context.AfterFunc(ctx, func() { c.Close() })
-	return c, nil
+	return done, nil
 }
 
 // enableNotifications checks that the source notifies every keyspace
@@ -478,6 +491,15 @@ func (c *scanCopier) copy(ctx context.Context, items []scanItem, w sink) (beats 
 			replies = append(replies, v)
 		}
 	}
+	want := 0
+	for _, it := range items {
+		if !it.end && !it.hb {
+			want++
+		}
+	}
+	if len(replies) != want {
+		return nil, false, fmt.Errorf("source: %d transactions answered for %d keys", len(replies), want)
+	}
 	next := 0
 	for _, it := range items {
 		switch {
@@ -492,6 +514,11 @@ func (c *scanCopier) copy(ctx context.Context, items []scanItem, w sink) (beats 
 		next++
 		if len(v.Elems) != 2 {
 			return nil, false, fmt.Errorf("source: DUMP %s: a transaction of %d replies", c.t.keys().QuoteString(it.key), len(v.Elems))
+		}
+		for _, r := range v.Elems {
+			if re := r.Err(); re != nil {
+				return nil, false, fmt.Errorf("source: DUMP %s: %w", c.t.keys().QuoteString(it.key), re)
+			}
 		}
 		if err := c.write(ctx, it, v.Elems[0], v.Elems[1], w); err != nil {
 			return nil, false, err

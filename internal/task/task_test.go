@@ -429,3 +429,31 @@ func TestTargetThrottle(t *testing.T) {
 		t.Fatalf("status: throttled %d ms, max ops %d", st.ThrottledMs, st.TargetMaxOps)
 	}
 }
+
+// The first write after a full sync arrives at once: a source ending a
+// diskless snapshot starts the stream on an ACK that comes after it
+// reaped its fork, and the ACK sent as the stream began could come
+// before, leaving the stream stalled until the next, a second later.
+func TestFirstWriteAfterFullSync(t *testing.T) {
+	src, dst := redistest.Start(t, "repl-diskless-sync yes", "repl-diskless-sync-delay 0"), redistest.Start(t)
+	for range 3 {
+		r := start(t, src, dst)
+		r.waitState(t, task.StateSynchronizing)
+		redistest.Do(t, src, "SET", "probe", "1")
+		t0 := time.Now()
+		for redistest.Do(t, dst, "EXISTS", "probe") != "1" {
+			if time.Since(t0) > 5*time.Second {
+				t.Fatal("the write never arrived")
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		if d := time.Since(t0); d > 500*time.Millisecond {
+			t.Fatalf("the first write after the full sync took %s", d)
+		}
+		r.stop()
+		<-r.done
+		r.done <- nil // for the cleanup
+		redistest.Do(t, src, "DEL", "probe")
+		redistest.Do(t, dst, "FLUSHALL")
+	}
+}
