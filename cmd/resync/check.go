@@ -55,6 +55,9 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		// is one here too.
 		err = f.load.apply(&task.Config{})
 	}
+	if err == nil {
+		err = f.checkSourceMode()
+	}
 	if err != nil {
 		return fail(err)
 	}

@@ -98,3 +98,28 @@ func TestCheckHidesPasswords(t *testing.T) {
 		t.Errorf("the output shows the password:\n%s%s", out, errOut)
 	}
 }
+
+// resync check --source-mode scan checks what scan mode needs: the
+// keyspace notifications (a FAIL without --enable-notifications, with
+// the fix), the exactness WARN, and no replication checks.
+func TestCheckScanMode(t *testing.T) {
+	src, dst := redistest.Start(t), redistest.Start(t)
+	base := []string{"check", "--source", "redis://" + src.Addr, "--target", "redis://" + dst.Addr, "--source-mode", "scan"}
+	code, out, errOut := runCLI(base...)
+	if code != exitProblem {
+		t.Fatalf("notifications off: exit %d, want %d\n%s%s", code, exitProblem, out, errOut)
+	}
+	for _, want := range []string{"FAIL     scan-mode", "keyspace notifications are off", "--enable-notifications", "WARN     scan-mode", "cannot be exact",
+		"PASS     backlog", "scan mode: no replication link"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, errOut = runCLI(append(base, "--enable-notifications")...)
+	if code != exitOK || !strings.Contains(out, "resync will turn them on") {
+		t.Errorf("--enable-notifications: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, _, errOut := runCLI("check", "--source", src.Addr, "--target", dst.Addr, "--source-mode", "tail"); code != exitUsage || !strings.Contains(errOut, "--source-mode") {
+		t.Errorf("--source-mode tail: exit %d: %s", code, errOut)
+	}
+}

@@ -142,11 +142,8 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *f.maxOps < 0 {
 		return fail(fmt.Errorf("--target-max-ops %d: want 0 (no bound) or more", *f.maxOps))
 	}
-	if *f.sourceMode != task.SourcePSYNC && *f.sourceMode != task.SourceScan {
-		return fail(fmt.Errorf("--source-mode %q: want %s or %s", *f.sourceMode, task.SourcePSYNC, task.SourceScan))
-	}
-	if *f.scanRate < 0 {
-		return fail(fmt.Errorf("--scan-rate %d: want 0 (no bound) or more", *f.scanRate))
+	if err := f.checkSourceMode(); err != nil {
+		return fail(err)
 	}
 	if *f.delivery != task.DeliveryExactlyOnce && *f.delivery != task.DeliveryAtLeastOnce {
 		return fail(fmt.Errorf("--delivery %q: want %s or %s", *f.delivery, task.DeliveryExactlyOnce, task.DeliveryAtLeastOnce))
@@ -420,4 +417,16 @@ func (a sentinelAuthFlags) options(side dialer.Options) (dialer.Options, error) 
 		}
 	}
 	return o, nil
+}
+
+// checkSourceMode checks --source-mode and --scan-rate, for sync and
+// check alike.
+func (f *syncFlags) checkSourceMode() error {
+	if *f.sourceMode != task.SourcePSYNC && *f.sourceMode != task.SourceScan {
+		return fmt.Errorf("--source-mode %q: want %s or %s", *f.sourceMode, task.SourcePSYNC, task.SourceScan)
+	}
+	if *f.scanRate < 0 {
+		return fmt.Errorf("--scan-rate %d: want 0 (no bound) or more", *f.scanRate)
+	}
+	return nil
 }

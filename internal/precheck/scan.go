@@ -20,6 +20,9 @@ var replicationOnly = []string{"source-replication-acl", "backlog", "repl-timeou
 // on), and the commands it reads with; and says, always, that it cannot
 // be exact.
 func (r *run) scanMode() {
+	if len(r.src.up()) == 0 {
+		return // no source to check
+	}
 	if !r.cfg.ScanMode {
 		r.addSide("scan-mode", r.src, Pass, "replication (PSYNC): scan mode not used", "")
 		return

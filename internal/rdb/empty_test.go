@@ -14,8 +14,31 @@ import (
 // the empty-keys bug hold only empty collections, the others none that a
 // server would keep.
 func TestIsEmpty(t *testing.T) {
-	dir, idx := readIndex(t)
 	empties := 0
+	eachValue(t, func(path string, rec *rdb.Record, raw []byte, elems []*rdb.Element) {
+		empty, err := rdb.IsEmpty(raw)
+		if err != nil {
+			t.Fatalf("%s %q: %v", path, rec.Key, err)
+		}
+		want := len(elems) == 0 && rec.Kind != rdb.KindString && rec.Kind != rdb.KindStream && rec.Kind != rdb.KindModule
+		if empty != want {
+			t.Errorf("%s %q (type %d, %d elements): IsEmpty %v", path, rec.Key, rec.Type, len(elems), empty)
+		}
+		if empty {
+			empties++
+		}
+	})
+	if empties < 9 {
+		t.Fatalf("only %d empty collections found: the test proves little", empties)
+	}
+	t.Logf("%d empty collections", empties)
+}
+
+// eachValue decodes every key of every fixture a server loads, handing
+// over its record, its raw value and copies of its elements.
+func eachValue(t *testing.T, fn func(path string, rec *rdb.Record, raw []byte, elems []*rdb.Element)) {
+	t.Helper()
+	dir, idx := readIndex(t)
 	for _, f := range idx.RDB {
 		if f.Expect != "ok" {
 			continue
@@ -36,28 +59,19 @@ func TestIsEmpty(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", f.Path, err)
 			}
-			n := 0
-			raw, err := d.ReadValue(1<<30, func(*rdb.Element) error { n++; return nil })
+			var elems []*rdb.Element
+			raw, err := d.ReadValue(1<<30, func(e *rdb.Element) error {
+				c := *e
+				c.Member, c.Value = bytes.Clone(e.Member), bytes.Clone(e.Value)
+				elems = append(elems, &c)
+				return nil
+			})
 			if err != nil {
 				t.Fatalf("%s: %v", f.Path, err)
 			}
-			empty, err := rdb.IsEmpty(raw)
-			if err != nil {
-				t.Fatalf("%s %q: %v", f.Path, rec.Key, err)
-			}
-			want := n == 0 && rec.Kind != rdb.KindString && rec.Kind != rdb.KindStream && rec.Kind != rdb.KindModule
-			if empty != want {
-				t.Errorf("%s %q (type %d, %d elements): IsEmpty %v", f.Path, rec.Key, rec.Type, n, empty)
-			}
-			if empty {
-				empties++
-			}
+			fn(f.Path, rec, raw, elems)
 		}
 	}
-	if empties < 9 {
-		t.Fatalf("only %d empty collections found: the test proves little", empties)
-	}
-	t.Logf("%d empty collections", empties)
 }
 
 // FuzzIsEmpty: any bytes, no panic, and the value is read in place

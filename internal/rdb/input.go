@@ -360,20 +360,28 @@ func (in *input) readStr(keep bool) ([]byte, error) {
 	return strconv.AppendInt(in.num[:0], v, 10), nil
 }
 
-// lzfStr reads an LZF-compressed string after its encoding byte.
-func (in *input) lzfStr(keep bool) ([]byte, error) {
-	clen, err := in.plainLength()
-	if err != nil {
-		return nil, err
+// lzfHeader reads an LZF string's compressed and uncompressed lengths,
+// after its encoding byte; clen may be at most limit.
+func (in *input) lzfHeader(limit uint64) (clen, ulen uint64, err error) {
+	if clen, err = in.plainLength(); err != nil {
+		return 0, 0, err
 	}
-	ulen, err := in.plainLength()
-	if err != nil {
-		return nil, err
+	if ulen, err = in.plainLength(); err != nil {
+		return 0, 0, err
 	}
 	// LZF expands at most about 88 times (264 bytes from a 3-byte
 	// reference): anything more is a corrupt length.
-	if clen > maxString || ulen == 0 || ulen > 100*clen {
-		return nil, fmt.Errorf("LZF string of %d bytes compressed to %d is not plausible", ulen, clen)
+	if clen > limit || ulen == 0 || ulen > 100*clen {
+		return 0, 0, fmt.Errorf("LZF string of %d bytes compressed to %d is not plausible", ulen, clen)
+	}
+	return clen, ulen, nil
+}
+
+// lzfStr reads an LZF-compressed string after its encoding byte.
+func (in *input) lzfStr(keep bool) ([]byte, error) {
+	clen, ulen, err := in.lzfHeader(maxString)
+	if err != nil {
+		return nil, err
 	}
 	if !keep {
 		return nil, in.skip(clen)

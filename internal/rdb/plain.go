@@ -62,16 +62,9 @@ func StringValue(raw, scratch []byte) ([]byte, error) {
 
 // lzfValue decompresses an LZF string read in place into scratch.
 func lzfValue(in *input, scratch []byte) ([]byte, error) {
-	clen, err := in.plainLength()
+	clen, ulen, err := in.lzfHeader(uint64(in.w - in.r))
 	if err != nil {
 		return nil, err
-	}
-	ulen, err := in.plainLength()
-	if err != nil {
-		return nil, err
-	}
-	if clen > uint64(in.w-in.r) || ulen == 0 || ulen > 100*clen {
-		return nil, fmt.Errorf("LZF string of %d bytes compressed to %d is not plausible", ulen, clen)
 	}
 	c, err := in.next(int(clen))
 	if err != nil {

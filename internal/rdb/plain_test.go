@@ -2,9 +2,6 @@ package rdb_test
 
 import (
 	"bytes"
-	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -14,59 +11,31 @@ import (
 // StringValue gives what the decoder gives for every string of every
 // fixture: plain, integer-encoded and LZF-compressed.
 func TestStringValue(t *testing.T) {
-	dir, idx := readIndex(t)
 	kinds := map[string]int{}
 	var scratch []byte
-	for _, f := range idx.RDB {
-		if f.Expect != "ok" {
-			continue
+	eachValue(t, func(path string, rec *rdb.Record, raw []byte, elems []*rdb.Element) {
+		if rec.Type != rdb.TypeString {
+			if _, err := rdb.StringValue(raw, nil); err == nil {
+				t.Fatalf("%s %q: type %d taken for a string", path, rec.Key, rec.Type)
+			}
+			return
 		}
-		data, err := os.ReadFile(filepath.Join(dir, f.Path))
-		if err != nil {
-			t.Fatal(err)
+		want := elems[0].Member
+		before := bytes.Clone(raw)
+		got, err := rdb.StringValue(raw, scratch)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s %q: StringValue %.40q, %v; the decoder %.40q", path, rec.Key, got, err, want)
 		}
-		d, err := rdb.NewDecoder(bytes.NewReader(data))
-		if err != nil {
-			t.Fatal(err)
+		if !bytes.Equal(raw, before) {
+			t.Fatalf("%s %q: StringValue wrote into the value", path, rec.Key)
 		}
-		for {
-			rec, err := d.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatalf("%s: %v", f.Path, err)
-			}
-			var want []byte
-			raw, err := d.ReadValue(1<<30, func(e *rdb.Element) error { want = bytes.Clone(e.Member); return nil })
-			if err != nil {
-				t.Fatalf("%s: %v", f.Path, err)
-			}
-			if rec.Type != rdb.TypeString {
-				if _, err := rdb.StringValue(raw, nil); err == nil {
-					t.Fatalf("%s %q: type %d taken for a string", f.Path, rec.Key, rec.Type)
-				}
-				continue
-			}
-			before := bytes.Clone(raw)
-			got, err := rdb.StringValue(raw, scratch)
-			if err != nil || !bytes.Equal(got, want) {
-				t.Fatalf("%s %q: StringValue %.40q, %v; the decoder %.40q", f.Path, rec.Key, got, err, want)
-			}
-			if !bytes.Equal(raw, before) {
-				t.Fatalf("%s %q: StringValue wrote into the value", f.Path, rec.Key)
-			}
-			switch raw[1] >> 6 {
-			case 3:
-				kinds[[]string{"int8", "int16", "int32", "lzf"}[raw[1]&0x3f]]++
-			default:
-				kinds["plain"]++
-			}
-			if len(got) > 0 && cap(scratch) < len(got) && raw[1]>>6 == 3 {
-				scratch = got[:0] // reuse, as the loader does
-			}
+		if encoded := raw[1]>>6 == 3; encoded {
+			kinds[[]string{"int8", "int16", "int32", "lzf"}[raw[1]&0x3f]]++
+			scratch = got[:0] // the decoded string's buffer serves the next, as the loader's does
+		} else {
+			kinds["plain"]++
 		}
-	}
+	})
 	for _, k := range []string{"plain", "int8", "int16", "int32", "lzf"} {
 		if kinds[k] == 0 {
 			t.Errorf("no %s string among the fixtures: the test proves little (%v)", k, kinds)

@@ -249,13 +249,13 @@ func (t *Task) scanSession(ctx context.Context, w *sink, target redisproc.Versio
 			return err
 		}
 		a := (*w).Applied()
-		t.scanApplied(a)
+		t.beatsApplied(a)
 		if endSeq > 0 && a >= endSeq {
 			// The waiting keys are copied before the state says so.
 			if err := (*w).Sync(ctx); err != nil {
 				return err
 			}
-			t.scanApplied((*w).Applied())
+			t.beatsApplied((*w).Applied())
 			t.log.Info("scan mode: every key copied; following the source's changes", "keys", t.counts.Keys.Load())
 			t.setState(StateSynchronizing)
 			t.mu.Lock()
@@ -263,21 +263,6 @@ func (t *Task) scanSession(ctx context.Context, w *sink, target redisproc.Versio
 			t.mu.Unlock()
 			endSeq = 0
 		}
-	}
-}
-
-// scanApplied records what the target confirmed: the heartbeats before
-// it give the lag, from when resync heard of their write.
-func (t *Task) scanApplied(a int64) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	n := 0
-	for n < len(t.beats) && t.beats[n].offset <= a {
-		n++
-	}
-	if n > 0 {
-		t.lagMs.Store(max(0, time.Now().UnixMilli()-t.beats[n-1].sentMs))
-		t.beats = append(t.beats[:0], t.beats[n:]...)
 	}
 }
 

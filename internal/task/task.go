@@ -1124,9 +1124,16 @@ func (t *Task) publishApplied(link *receiver.Link, w sink) error {
 	if err := t.watermark(w, a); err != nil {
 		return err
 	}
-	// A heartbeat is applied once the target confirmed everything up to
-	// it: the time it holds, against now, is the lag.
+	t.beatsApplied(a)
+	return nil
+}
+
+// beatsApplied takes the heartbeats the target has confirmed, up to
+// offset a: a heartbeat is applied once the target confirmed everything
+// up to it, and the time it holds, against now, is the lag.
+func (t *Task) beatsApplied(a int64) {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	n := 0
 	for n < len(t.beats) && t.beats[n].offset <= a {
 		n++
@@ -1135,8 +1142,6 @@ func (t *Task) publishApplied(link *receiver.Link, w sink) error {
 		t.lagMs.Store(max(0, time.Now().UnixMilli()-t.beats[n-1].sentMs))
 		t.beats = append(t.beats[:0], t.beats[n:]...)
 	}
-	t.mu.Unlock()
-	return nil
 }
 
 // HeartbeatKey is the key the task writes to the source; a shard's
