@@ -10,8 +10,8 @@ import (
 // as ReadValue or Raw return it): a full sync writes a plain string with
 // SET, which costs the target less than RESTORE's checksum and decoding.
 // The result points into raw when the string is stored plain; an integer
-// or an LZF-compressed string is decoded into scratch (grown as needed).
-// raw is never written.
+// or an LZF-compressed string is decoded into scratch, or into a buffer
+// of its own when scratch is too small. raw is never written.
 func StringValue(raw, scratch []byte) ([]byte, error) {
 	if len(raw) < 2 || raw[0] != TypeString {
 		return nil, fmt.Errorf("not a raw string value (%d bytes)", len(raw))

@@ -250,12 +250,14 @@ func (t *Task) commit(w sink, offset int64) error {
 }
 
 // replayable reports whether a batch holds only commands whose effect
-// does not depend on the key's state (SET without options but an
-// absolute expiry, MSET, DEL, UNLINK, PEXPIREAT, PERSIST), or that are
-// not written (SELECT, PUBLISH, resync's own heartbeat): applied twice
-// in a row, any prefix of such a batch and then the whole leaves the
-// target as the whole once does, and none can fail on a key of another
-// type. In exactly-once delivery such a batch needs no transaction: the
+// depends neither on the key's state nor on the time (SET with no
+// option, MSET, DEL, UNLINK), or that are not written (SELECT, PUBLISH,
+// resync's own heartbeat): applied twice in a row, any prefix of such a
+// batch and then the whole leaves the target as the whole once does,
+// whenever the replay comes, and none can fail on a key of another type.
+// (An expiry is left out: SET … PXAT replayed after its time deletes
+// the key, which a later PERSIST, applied once, would have kept.) In
+// exactly-once delivery such a batch needs no transaction: the
 // checkpoint after it (a watermark) or a later batch's covers it, and a
 // fault before that replays it harmlessly.
 func replayable(cmds []receiver.Command, reserved []byte) bool {
@@ -265,15 +267,12 @@ func replayable(cmds []receiver.Command, reserved []byte) bool {
 		var ok bool
 		switch {
 		case isName(name, "SET"):
-			ok = len(a) == 3 || len(a) == 5 && (isName(a[3], "PXAT") || isName(a[3], "EXAT")) ||
-				len(a) >= 2 && bytes.HasPrefix(a[1], reserved)
+			ok = len(a) == 3 || len(a) >= 2 && bytes.HasPrefix(a[1], reserved)
 		case isName(name, "DEL"), isName(name, "UNLINK"):
 			ok = len(a) >= 2
 		case isName(name, "MSET"):
 			ok = len(a) >= 3 && len(a)%2 == 1
-		case isName(name, "PEXPIREAT"):
-			ok = len(a) == 3
-		case isName(name, "PERSIST"), isName(name, "SELECT"):
+		case isName(name, "SELECT"):
 			ok = len(a) == 2
 		case isPublish(name):
 			ok = true

@@ -13,7 +13,7 @@ import (
 )
 
 // mixedLoad writes pipelines of 20 commands until ctx ends: most of
-// only SET, DEL and PEXPIREAT (replayable: their batches go without a
+// only SET, MSET and DEL (replayable: their batches go without a
 // transaction), every third of INCRBY and APPEND (which a replay would
 // apply twice), on shared keys.
 func mixedLoad(ctx context.Context, t *testing.T, s *redisproc.Server) chan error {
@@ -33,7 +33,7 @@ func mixedLoad(ctx context.Context, t *testing.T, s *redisproc.Server) chan erro
 				case rng.IntN(10) == 0:
 					w.WriteCommandStrings("DEL", k)
 				case rng.IntN(10) == 0:
-					w.WriteCommandStrings("PEXPIREAT", k, "4102444800000")
+					w.WriteCommandStrings("MSET", k, "m", "k:"+strconv.Itoa(rng.IntN(300)), "m")
 				default:
 					w.WriteCommandStrings("SET", k, strconv.Itoa(round))
 				}
@@ -55,7 +55,7 @@ func mixedLoad(ctx context.Context, t *testing.T, s *redisproc.Server) chan erro
 	return done
 }
 
-// Exactly-once delivery sends the batches of only SET, DEL and PEXPIREAT
+// Exactly-once delivery sends the batches of only SET, MSET and DEL
 // without MULTI, and stays exact when the target connection is cut again
 // and again under a load that mixes them with INCRBY and APPEND: a
 // replay from the last checkpoint applies the plain batches again

@@ -219,7 +219,12 @@ func (t *Task) scanSession(ctx context.Context, w *sink, target redisproc.Versio
 	stopSrc := context.AfterFunc(ctx, func() { src.Close() })
 	defer stopSrc()
 	c := &scanCopier{t: t, src: src, target: target, srcDB: -1, dstDB: -1, pexpiretime: t.sourceVersion.AtLeast(7, 0)}
-	var seq int64
+	// The marks go on from the writer's: a kept writer's applied mark
+	// only moves forward. Heartbeats of an earlier session are void.
+	seq := (*w).Applied()
+	t.mu.Lock()
+	t.beats = t.beats[:0]
+	t.mu.Unlock()
 	endSeq := int64(-1)
 	for {
 		items, err := q.pop(scanBatch)
@@ -531,8 +536,9 @@ func (c *scanCopier) write(ctx context.Context, it scanItem, dump, ttl resp.Valu
 	var expireMs int64
 	switch {
 	case ttl.Int == -2:
-		// Gone between the two reads: the transaction says not.
-		return fmt.Errorf("source: %s vanished inside a transaction", t.keys().QuoteString(it.key))
+		// Expired between the two reads (before 6.0 the clock runs
+		// inside a transaction): gone.
+		return w.Write(writer.Op{Args: [][]byte{[]byte("DEL"), key}})
 	case ttl.Int >= 0 && c.pexpiretime:
 		expireMs = ttl.Int
 	case ttl.Int >= 0:

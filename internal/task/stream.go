@@ -93,12 +93,18 @@ func (t *Task) incremental(ctx context.Context, link *receiver.Link, w *sink, rd
 			}
 			return end(nil)
 		case <-tick.C:
-			err = t.publishApplied(rd.current(), *w)
+			// A watermark written here goes out now: confirm counts
+			// on it.
+			if err = t.publishApplied(rd.current(), *w); err == nil {
+				err = (*w).Flush()
+			}
 			confirm()
 		case <-t.advanced:
 			// The target confirmed more: a heartbeat's lag is
 			// measured now, not at the next tick.
-			err = t.publishApplied(rd.current(), *w)
+			if err = t.publishApplied(rd.current(), *w); err == nil {
+				err = (*w).Flush()
+			}
 		case <-progress.C:
 			st := t.Status()
 			t.log.Info("progress", "received", st.Received, "applied", st.Applied, "commands", st.Commands,
