@@ -225,13 +225,39 @@ func addEndpointFlags(fs *flag.FlagSet, side string) *endpointFlags {
 		fs.Bool("tls-insecure", false, "skip TLS certificate verification, both sides (for tests: anyone on the network path can pose as the server); it does not turn TLS on")
 	}
 	on := "; turns TLS on"
+	url := new(string)
+	fs.Var(&onceFlag{v: url, side: side}, side, side+" URL: redis://[user[:password]@]host:port[/db], or rediss:// for TLS")
 	return &endpointFlags{side: side, insecure: fs.Lookup("tls-insecure").Value.(flag.Getter),
-		url:     fs.String(side, "", side+" URL: redis://[user[:password]@]host:port[/db], or rediss:// for TLS"),
+		url:     url,
 		pwFile:  fs.String(side+"-password-file", "", "file holding the "+side+"'s password (else $"+passwordEnv(side)+"); an ACL user goes in the URL: redis://user@host:port"),
 		tlsCA:   fs.String(side+"-tls-ca", "", "PEM file of the CA(s) that sign the "+side+"'s certificate (default: the system's)"+on),
 		tlsCert: fs.String(side+"-tls-cert", "", "client certificate (PEM) for a "+side+" that requires one, with --"+side+"-tls-key"+on),
 		tlsKey:  fs.String(side+"-tls-key", "", "the client certificate's private key (PEM)"+on),
 		tlsName: fs.String(side+"-tls-server-name", "", "the name the "+side+"'s certificate must hold (default: the URL's host)"+on)}
+}
+
+// onceFlag is an endpoint's URL, which may be given once: a second
+// --target must not silently replace the first (one target per task,
+// for now).
+type onceFlag struct {
+	v    *string
+	side string
+	set  bool
+}
+
+func (o *onceFlag) String() string {
+	if o.v == nil {
+		return ""
+	}
+	return *o.v
+}
+
+func (o *onceFlag) Set(s string) error {
+	if o.set {
+		return fmt.Errorf("given twice: one %s per task for now (run one task per target)", o.side)
+	}
+	o.set, *o.v = true, s
+	return nil
 }
 
 // passwordEnv is the environment variable that may hold a side's password.
