@@ -130,7 +130,12 @@ func TestTargetStopped(t *testing.T) {
 	}
 	r.waitState(t, task.StateSynchronizing)
 	time.Sleep(500 * time.Millisecond)
-	r.settle(t, load, src, 2*time.Second)
+	// The 4 MB backlog goes into a target that fsyncs every write: on an
+	// idle machine it is applied in the half second above; under CI's
+	// parallel packages (fsyncs queueing behind theirs) it once was not
+	// within 2 s. What is tested is that nothing is lost and the source's
+	// link stayed up.
+	r.settle(t, load, src, 10*time.Second)
 	wantLinkKept(t, src)
 }
 
