@@ -156,3 +156,28 @@ func notifyFlags(t *testing.T, s *redisproc.Server) string {
 	}
 	return v.Elems[1].Text()
 }
+
+// The target restarts (with nothing: no persistence) while scan mode
+// follows a load: the task retries, copies everything again into the
+// new target through a new connection, and ends equal.
+func TestScanModeTargetRestarts(t *testing.T) {
+	src, dst, r := scanSource(t, func(src *redisproc.Server) { fill(t, src) }, nil)
+	r.waitState(t, task.StateSynchronizing)
+	scanLoad(t, src, 5)
+	dst.Kill()
+	release := redistest.HoldPort(t, dst)
+	scanLoad(t, src, 5) // while the target is down
+	deadline := time.Now().Add(5 * time.Second)
+	for st := r.task.Status(); st.State != task.StateRetrying; st = r.task.Status() {
+		if time.Now().After(deadline) {
+			t.Fatalf("state %s with the target down, want retrying", st.State)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	release()
+	if err := dst.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	scanLoad(t, src, 5)
+	waitEqual(t, src, dst, 15*time.Second)
+}
