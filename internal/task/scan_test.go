@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/resync/resync/internal/compare"
+	"github.com/resync/resync/internal/filter"
 	"github.com/resync/resync/internal/redisproc"
 	"github.com/resync/resync/internal/redistest"
 	"github.com/resync/resync/internal/task"
@@ -43,7 +44,16 @@ func scanSource(t *testing.T, fill func(*redisproc.Server), set func(*task.Confi
 // needs its script loaded).
 func scanLoad(t *testing.T, src *redisproc.Server, rounds int) {
 	t.Helper()
+	scanLoadIn(t, src, "0", rounds)
+}
+
+// scanLoadIn is scanLoad in database db.
+func scanLoadIn(t *testing.T, src *redisproc.Server, db string, rounds int) {
+	t.Helper()
 	c := redistest.Dial(t, src)
+	if _, err := c.Do("SELECT", db); err != nil {
+		t.Fatal(err)
+	}
 	for i := 1; i <= rounds; i++ {
 		for _, lc := range loadCommands() {
 			args := lc.args(i)
@@ -180,4 +190,40 @@ func TestScanModeTargetRestarts(t *testing.T) {
 	}
 	scanLoad(t, src, 5)
 	waitEqual(t, src, dst, 15*time.Second)
+}
+
+// Scan mode into a cluster target: db 3 of the source mapped to the
+// cluster's db 0. Each notified key is copied alone, so commands whose
+// keys span slots (RENAME, SMOVE, MSET…) need no splitting.
+func TestScanModeIntoCluster(t *testing.T) {
+	redistest.RequireVersion(t, 7, 0, "gave PEXPIRETIME")
+	src := redistest.Start(t)
+	dst := redistest.StartCluster(t, 3, 0)
+	doAll(t, redistest.Dial(t, src), s("ACL", "SETUSER", "scanner", "on", ">scan-pw", "~*", "&*", "+@all", "-psync", "-sync"))
+	fill(t, src)
+	fc := filter.Config{DBs: []int{3}, MapDB: map[int]int{3: 0}}
+	r := startWith(t, src, dst.Masters[0], func(cfg *task.Config) {
+		cfg.Source.Username, cfg.Source.Password = "scanner", "scan-pw"
+		cfg.SourceMode, cfg.EnableNotifications = task.SourceScan, true
+		cfg.Filter = fc
+	})
+	r.waitState(t, task.StateSynchronizing)
+	scanLoadIn(t, src, "3", 10)
+	fc.ReservedPrefix = task.ReservedPrefix
+	f, err := filter.New(fc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		rep, err := compare.Compare(context.Background(), src.DialOptions(), dst.Masters[1].DialOptions(), compare.Options{Filter: f, Reverse: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Equal() && rep.Keys > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d keys compared, differences: %v", rep.Keys, rep.Diffs)
+		}
+	}
 }
