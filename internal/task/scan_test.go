@@ -15,12 +15,19 @@ import (
 
 // scanSource starts a source whose user "scanner" may do everything but
 // replicate (PSYNC and SYNC denied by ACL), fills it with fill, and
-// starts a task in scan mode from it, allowed to turn the keyspace
-// notifications on.
+// starts a task in scan mode from it into a new standalone target,
+// allowed to turn the keyspace notifications on.
 func scanSource(t *testing.T, fill func(*redisproc.Server), set func(*task.Config)) (src, dst *redisproc.Server, r *running) {
 	t.Helper()
 	redistest.RequireVersion(t, 7, 0, "gave PEXPIRETIME, which scan mode reads expiries with exactly")
-	src, dst = redistest.Start(t), redistest.Start(t)
+	src, r = scanInto(t, redistest.Start(t), fill, set)
+	return src, r.dst, r
+}
+
+// scanInto is scanSource into dst (a cluster's node, say).
+func scanInto(t *testing.T, dst *redisproc.Server, fill func(*redisproc.Server), set func(*task.Config)) (src *redisproc.Server, r *running) {
+	t.Helper()
+	src = redistest.Start(t)
 	doAll(t, redistest.Dial(t, src), s("ACL", "SETUSER", "scanner", "on", ">scan-pw", "~*", "&*", "+@all", "-psync", "-sync"))
 	if fill != nil {
 		fill(src)
@@ -34,7 +41,7 @@ func scanSource(t *testing.T, fill func(*redisproc.Server), set func(*task.Confi
 			set(cfg)
 		}
 	})
-	return src, dst, r
+	return src, r
 }
 
 // scanLoad runs rounds of the load commands scan mode can follow: every
@@ -197,16 +204,9 @@ func TestScanModeTargetRestarts(t *testing.T) {
 // keys span slots (RENAME, SMOVE, MSET…) need no splitting.
 func TestScanModeIntoCluster(t *testing.T) {
 	redistest.RequireVersion(t, 7, 0, "gave PEXPIRETIME")
-	src := redistest.Start(t)
 	dst := redistest.StartCluster(t, 3, 0)
-	doAll(t, redistest.Dial(t, src), s("ACL", "SETUSER", "scanner", "on", ">scan-pw", "~*", "&*", "+@all", "-psync", "-sync"))
-	fill(t, src)
 	fc := filter.Config{DBs: []int{3}, MapDB: map[int]int{3: 0}}
-	r := startWith(t, src, dst.Masters[0], func(cfg *task.Config) {
-		cfg.Source.Username, cfg.Source.Password = "scanner", "scan-pw"
-		cfg.SourceMode, cfg.EnableNotifications = task.SourceScan, true
-		cfg.Filter = fc
-	})
+	src, r := scanInto(t, dst.Masters[0], func(src *redisproc.Server) { fill(t, src) }, func(cfg *task.Config) { cfg.Filter = fc })
 	r.waitState(t, task.StateSynchronizing)
 	scanLoadIn(t, src, "3", 10)
 	fc.ReservedPrefix = task.ReservedPrefix
