@@ -44,6 +44,10 @@ type Config struct {
 	Name   string
 	Source dialer.Options
 	Target dialer.Options
+	// ExtraTargets are more targets, written like Target: the source is
+	// read once and each target gets its own writers, checkpoints,
+	// retries, share of the buffers and lag (Status.Targets).
+	ExtraTargets []dialer.Options
 	// BufferBytes bounds the commands received and not yet written
 	// (default 64 MiB).
 	BufferBytes int
