@@ -9,31 +9,46 @@ import (
 	"sync"
 )
 
-// Snapshot is a file that takes a full sync's snapshot as fast as the
-// source sends it, while the loader reads it at the target's pace: the
-// source's link is drained (the commands it buffers meanwhile do not
-// pile up in its replica output buffer) and its stream can be read into
-// the queue as soon as the snapshot has arrived. Write waits while more
-// than max bytes are written and not yet read.
+// Snapshot takes a full sync's snapshot as fast as the source sends it,
+// while loaders read it at their targets' pace: the source's link is
+// drained (the commands it buffers meanwhile do not pile up in its
+// replica output buffer) and its stream can be read into the queue as
+// soon as the snapshot has arrived. Several readers may read it, each
+// from the start at its own pace (one per target of a task). Write waits
+// while more than max bytes are written and not yet read by every reader.
+//
+// With a directory the snapshot goes to a file, which keeps it whole
+// until Close: a reader may begin at any time. Without one it waits in
+// memory, which keeps only what some reader has not read yet: a reader
+// may begin only while nothing was dropped (CanBegin).
 type Snapshot struct {
-	f    *os.File
+	f    *os.File // nil: in memory
 	path string
 	max  int64
 
 	mu      sync.Mutex
 	cond    *sync.Cond
 	written int64
-	read    int64
-	done    bool  // Finish was called
-	err     error // the writer's failure, given to the reader
-	closed  bool
+	readers map[*snapshotReader]struct{}
+	// In memory: buf holds the bytes from base to written.
+	buf    []byte
+	base   int64
+	done   bool  // Finish was called
+	err    error // the writer's failure, given to the readers
+	closed bool
 }
 
-// NewSnapshot creates the snapshot's file in a directory of its own
-// (mode 0700) under dir; max bounds what waits in it (default 1 GiB).
+// NewSnapshot creates a snapshot: in a file, in a directory of its own
+// (mode 0700) under dir, or in memory when dir is ""; max bounds what
+// waits unread (default 1 GiB).
 func NewSnapshot(dir string, max int64) (*Snapshot, error) {
 	if max <= 0 {
 		max = 1 << 30
+	}
+	s := &Snapshot{max: max, readers: map[*snapshotReader]struct{}{}}
+	s.cond = sync.NewCond(&s.mu)
+	if dir == "" {
+		return s, nil
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
@@ -48,17 +63,27 @@ func NewSnapshot(dir string, max int64) (*Snapshot, error) {
 		os.RemoveAll(sub)
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	s := &Snapshot{f: f, path: path, max: max}
-	s.cond = sync.NewCond(&s.mu)
+	s.f, s.path = f, path
 	return s, nil
 }
 
 var errSnapshotClosed = errors.New("spool: snapshot closed")
 
-// Write appends p, waiting while max bytes wait unread.
+// slowest is the least any reader has read (written when there is no
+// reader). Called with mu held.
+func (s *Snapshot) slowest() int64 {
+	low := s.written
+	for r := range s.readers {
+		low = min(low, r.at)
+	}
+	return low
+}
+
+// Write appends p, waiting while max bytes wait unread by some reader
+// (or, before the first reader, while max bytes were written).
 func (s *Snapshot) Write(p []byte) (int, error) {
 	s.mu.Lock()
-	for s.written-s.read >= s.max && !s.closed {
+	for !s.closed && s.written-s.waitFloor() >= s.max {
 		s.cond.Wait()
 	}
 	closed, at := s.closed, s.written
@@ -66,8 +91,14 @@ func (s *Snapshot) Write(p []byte) (int, error) {
 	if closed {
 		return 0, errSnapshotClosed
 	}
-	n, err := s.f.WriteAt(p, at)
+	n, err := len(p), error(nil)
+	if s.f != nil {
+		n, err = s.f.WriteAt(p, at)
+	}
 	s.mu.Lock()
+	if s.f == nil {
+		s.buf = append(s.buf, p...)
+	}
 	s.written += int64(n)
 	s.cond.Broadcast()
 	s.mu.Unlock()
@@ -77,8 +108,17 @@ func (s *Snapshot) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// waitFloor is where unread bytes begin for Write's bound: the slowest
+// reader, or the start while none has come. Called with mu held.
+func (s *Snapshot) waitFloor() int64 {
+	if len(s.readers) == 0 {
+		return s.base
+	}
+	return s.slowest()
+}
+
 // Finish says the snapshot is whole (err nil) or will never be (the
-// reader gets err once it has read what was written).
+// readers get err once they have read what was written).
 func (s *Snapshot) Finish(err error) {
 	s.mu.Lock()
 	s.done, s.err = true, err
@@ -86,15 +126,34 @@ func (s *Snapshot) Finish(err error) {
 	s.mu.Unlock()
 }
 
+// CanBegin reports whether a new reader would read the snapshot from
+// its start: always for a file, in memory until bytes were dropped.
+func (s *Snapshot) CanBegin() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.closed && (s.f != nil || s.base == 0)
+}
+
 // Reader reads the snapshot from its start, waiting for what is not
-// written yet, until Finish; ctx ends a wait.
-func (s *Snapshot) Reader(ctx context.Context) io.Reader {
-	return &snapshotReader{s: s, ctx: ctx}
+// written yet, until Finish; ctx ends a wait. Close the reader when done
+// with it (before its end, too): until then the writer waits for it.
+func (s *Snapshot) Reader(ctx context.Context) io.ReadCloser {
+	r := &snapshotReader{s: s, ctx: ctx}
+	s.mu.Lock()
+	if s.f == nil && s.base > 0 {
+		r.err = errors.New("spool: the snapshot's start was dropped from memory")
+	} else {
+		s.readers[r] = struct{}{}
+	}
+	s.mu.Unlock()
+	return r
 }
 
 type snapshotReader struct {
 	s   *Snapshot
 	ctx context.Context
+	at  int64
+	err error // the reader cannot read (it began too late, or was closed)
 }
 
 func (r *snapshotReader) Read(p []byte) (int, error) {
@@ -106,24 +165,42 @@ func (r *snapshotReader) Read(p []byte) (int, error) {
 	})
 	defer stop()
 	s.mu.Lock()
-	for s.read == s.written && !s.done && !s.closed && r.ctx.Err() == nil {
+	for r.err == nil && r.at == s.written && !s.done && !s.closed && r.ctx.Err() == nil {
 		s.cond.Wait()
 	}
-	at, avail, done, err, closed := s.read, s.written-s.read, s.done, s.err, s.closed
-	s.mu.Unlock()
+	at, avail, done, err, closed := r.at, s.written-r.at, s.done, s.err, s.closed
 	switch {
+	case r.err != nil:
+		s.mu.Unlock()
+		return 0, r.err
 	case closed:
+		s.mu.Unlock()
 		return 0, errSnapshotClosed
 	case avail == 0 && r.ctx.Err() != nil:
+		s.mu.Unlock()
 		return 0, r.ctx.Err()
 	case avail == 0 && done && err != nil:
+		s.mu.Unlock()
 		return 0, err
 	case avail == 0 && done:
+		s.mu.Unlock()
 		return 0, io.EOF
 	}
-	n, rerr := s.f.ReadAt(p[:min(int64(len(p)), avail)], at)
+	want := min(int64(len(p)), avail)
+	if s.f == nil {
+		// In memory: copy under the lock, then drop what every reader
+		// has read (in steps, not on every read).
+		n := copy(p[:want], s.buf[at-s.base:])
+		r.at += int64(n)
+		s.trim()
+		s.cond.Broadcast()
+		s.mu.Unlock()
+		return n, nil
+	}
+	s.mu.Unlock()
+	n, rerr := s.f.ReadAt(p[:want], at)
 	s.mu.Lock()
-	s.read += int64(n)
+	r.at += int64(n)
 	s.cond.Broadcast()
 	s.mu.Unlock()
 	if rerr != nil && !errors.Is(rerr, io.EOF) {
@@ -132,19 +209,52 @@ func (r *snapshotReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// Waiting reports the bytes written and not yet read.
+// trim drops from memory what every reader has read, once it is a
+// quarter of the bound (copying the rest down is then cheap enough).
+// Called with mu held.
+func (s *Snapshot) trim() {
+	if s.f != nil || len(s.readers) == 0 {
+		return
+	}
+	low := s.slowest()
+	if drop := low - s.base; drop > 0 && drop >= s.max/4 {
+		s.buf = append(s.buf[:0], s.buf[drop:]...)
+		s.base = low
+	}
+}
+
+// Close ends the reader: the writer no longer waits for it.
+func (r *snapshotReader) Close() error {
+	s := r.s
+	s.mu.Lock()
+	delete(s.readers, r)
+	if r.err == nil {
+		r.err = errSnapshotClosed
+	}
+	s.trim()
+	s.cond.Broadcast()
+	s.mu.Unlock()
+	return nil
+}
+
+// Waiting reports the bytes written and not yet read by every reader.
 func (s *Snapshot) Waiting() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.written - s.read
+	return s.written - s.waitFloor()
 }
 
-// Close removes the file; a Write or Read waiting returns.
+// Close removes the file (or drops the memory); a Write or Read waiting
+// returns.
 func (s *Snapshot) Close() error {
 	s.mu.Lock()
 	s.closed = true
+	s.buf = nil
 	s.cond.Broadcast()
 	s.mu.Unlock()
+	if s.f == nil {
+		return nil
+	}
 	s.f.Close()
 	return os.RemoveAll(s.path[:len(s.path)-len("/snapshot.rdb")])
 }

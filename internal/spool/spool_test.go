@@ -302,3 +302,85 @@ func TestLongQueueInMemory(t *testing.T) {
 		t.Fatalf("stats once read: %+v", st)
 	}
 }
+
+// Several readers read a snapshot whole, each at its own pace, in a file
+// and in memory; the writer waits for the slowest within the bound; a
+// reader closed early no longer holds the writer back; in memory a
+// reader that comes after bytes were dropped is refused.
+func TestSnapshotReaders(t *testing.T) {
+	for _, dir := range []string{t.TempDir(), ""} {
+		s, err := NewSnapshot(dir, 4096)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := bytes.Repeat([]byte("0123456789abcdef"), 10000)
+		readers := []io.ReadCloser{s.Reader(context.Background()), s.Reader(context.Background()), s.Reader(context.Background())}
+		quitter := s.Reader(context.Background())
+		writeErr := make(chan error, 1)
+		go func() {
+			for i := 0; i < len(data); i += 1000 {
+				if _, err := s.Write(data[i:min(i+1000, len(data))]); err != nil {
+					writeErr <- err
+					return
+				}
+				if w := s.Waiting(); w > 4096+1000 {
+					writeErr <- fmt.Errorf("%d bytes waiting, past the bound", w)
+					return
+				}
+				if i == 0 {
+					quitter.Read(make([]byte, 10))
+					go func() {
+						// The writer waits for it at the bound, until it
+						// is closed.
+						for s.Waiting() < 4000 {
+							time.Sleep(time.Millisecond)
+						}
+						quitter.Close()
+					}()
+				}
+			}
+			s.Finish(nil)
+			writeErr <- nil
+		}()
+		results := make(chan error, len(readers))
+		for i, r := range readers {
+			go func() {
+				var got []byte
+				buf := make([]byte, 100*(i+1)) // each its own pace
+				for {
+					n, err := r.Read(buf)
+					got = append(got, buf[:n]...)
+					if err == io.EOF {
+						break
+					}
+					if err != nil {
+						results <- err
+						return
+					}
+				}
+				if !bytes.Equal(got, data) {
+					results <- fmt.Errorf("reader %d: %d bytes, not the snapshot", i, len(got))
+					return
+				}
+				results <- nil
+			}()
+		}
+		for range readers {
+			if err := <-results; err != nil {
+				t.Fatalf("dir %q: %v", dir, err)
+			}
+		}
+		if err := <-writeErr; err != nil {
+			t.Fatalf("dir %q: %v", dir, err)
+		}
+		late := s.Reader(context.Background())
+		_, err = io.ReadAll(late)
+		if dir == "" && (err == nil || s.CanBegin()) {
+			t.Fatalf("in memory, a reader after bytes were dropped: %v", err)
+		}
+		if dir != "" && (err != nil || !s.CanBegin()) {
+			t.Fatalf("in a file, a late reader: %v", err)
+		}
+		s.Close()
+	}
+}
