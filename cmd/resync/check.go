@@ -23,7 +23,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.Init("resync check", flag.ContinueOnError)
 	output := fs.String("output", "text", "the report's format: text or json")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: resync check --source URL --target URL [resync sync's options]")
+		fmt.Fprintln(stderr, "usage: resync check --source URL --target URL [resync sync's options]\n\nOne target at a time: resync sync checks each of its targets before it starts.")
 		fmt.Fprintln(stderr, "\nThe checks (--skip-check NAME waives one; not reachable or auth):\n  "+strings.Join(precheck.Names(), ", ")+"\n\noptions:")
 		fs.PrintDefaults()
 	}
@@ -45,10 +45,15 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err != nil {
 		return fail(err)
 	}
-	src, dst, err := f.endpoints(log, warnings)
+	src, dsts, err := f.endpoints(log, warnings)
 	if err != nil {
 		return fail(err)
 	}
+	if len(dsts) > 1 {
+		// One report is about one pair; resync sync checks each target.
+		return fail(fmt.Errorf("%d targets given: resync check checks one target at a time (--target URL, which replaces a task file's [[target]] tables; resync sync checks every target before it starts)", len(dsts)))
+	}
+	dst := dsts[0]
 	fc, err := f.sel.config()
 	if err == nil {
 		// The load flags are checked as sync checks them: a mistake there

@@ -20,8 +20,11 @@ import (
 // A task file (--config task.toml) holds a command's options: every flag
 // of resync sync has its twin, named with underscores for dashes; a
 // repeatable flag takes an array. How to reach each side is a table:
-// [source] and [[target]] take the keys of endpointKeys. Flags given on
-// the command line win. resync.example.toml documents every setting.
+// [source] and [[target]] take the keys of endpointKeys; each [[target]]
+// is one target of resync sync, in file order. Flags given on the
+// command line win, key by key, except that --target on the command line
+// replaces the [[target]] tables as a whole (taskFile.apply).
+// resync.example.toml documents every setting.
 //
 //	name = "orders"
 //	buffer_bytes = "64MiB"
@@ -135,9 +138,6 @@ func readTaskFile(path string) (*taskFile, error) {
 			f.settings = append(f.settings, setting{key: k, value: v, line: line})
 		}
 	}
-	if len(f.targets) > 1 {
-		errs.add(f.targets[1].line, fmt.Sprintf("%d [[target]] tables: one target per task for now", len(f.targets)))
-	}
 	f.errs = errs
 	slices.SortFunc(f.settings, func(a, b setting) int {
 		return cmp.Or(cmp.Compare(a.line, b.line), cmp.Compare(a.key, b.key))
@@ -224,8 +224,9 @@ func (f *taskFile) endpoints() []endpointIn {
 type repeatable interface{ repeatable() }
 
 // applyConfig fills the flags the command line left unset from a task
-// file (--config), the source and target (either may be nil: a command
-// without it) from its tables. It returns warnings for the log.
+// file (--config), and the source's and targets' endpoints (either side
+// may be nil: a command without it) from its tables. It returns
+// warnings for the log.
 func applyConfig(fs *flag.FlagSet, path string, src, dst *endpointFlags) ([]string, error) {
 	f, err := readTaskFile(path)
 	if err != nil {
@@ -237,7 +238,8 @@ func applyConfig(fs *flag.FlagSet, path string, src, dst *endpointFlags) ([]stri
 // apply sets the flags of fs that the command line left unset from the
 // file's settings. A setting of resync sync that fs lacks is skipped, so
 // that verify, restore and dump read a sync's task file; one that names no
-// flag of resync sync is an error.
+// flag of resync sync is an error. It gives src and dst (nil: a command
+// without that side) the endpoints of the file's tables.
 func (f *taskFile) apply(fs *flag.FlagSet, src, dst *endpointFlags) error {
 	sync, _ := newSyncFlags(io.Discard)
 	cmdline := map[string]bool{}
@@ -264,33 +266,73 @@ func (f *taskFile) apply(fs *flag.FlagSet, src, dst *endpointFlags) error {
 			errs.add(s.line, fmt.Sprintf("%s: %v", s.key, err))
 		}
 	}
-	apply := func(e *endpointFlags, in endpointIn) {
-		if e == nil {
-			return // the command has no such side
+	if src != nil && f.source != nil {
+		// --source and the [source] table merge key by key, the flags
+		// winning, like every other setting.
+		p := mergeTable(src, *f.source, cmdline)
+		if cmdline[src.side] {
+			p.url = src.urls.values[0]
 		}
-		for _, s := range in.settings {
-			name := endpointFlag(e.side, s.key)
-			switch {
-			case s.key == "password":
-				e.filePassword = s.value.(string)
-			case s.key == "tls_insecure":
-				if !cmdline["tls-insecure"] {
-					v := s.value.(bool)
-					e.fileInsecure = &v
-				}
-			case !cmdline[name]:
-				fs.Set(name, s.value.(string)) // a string flag: cannot fail
-				e.urlFromFile = e.urlFromFile || s.key == "url"
+		src.tables = []endpoint{p}
+	}
+	// --target on the command line replaces the [[target]] tables as a
+	// whole: a table's password and TLS files belong to its url (never
+	// sent to another server), and several --target cannot be paired
+	// with several tables. The --target-* flags apply to every target,
+	// a table's or the command line's.
+	if dst != nil && len(f.targets) > 0 && !cmdline[dst.side] {
+		if len(f.targets) > 1 && !dst.urls.several {
+			errs.add(f.targets[1].line, fmt.Sprintf("%d [[target]] tables: %s takes one target (--target URL on the command line replaces the tables)", len(f.targets), fs.Name()))
+		}
+		for _, in := range f.targets {
+			p := mergeTable(dst, in, cmdline)
+			if p.url == "" {
+				errs.add(in.line, in.table+": no url")
 			}
+			dst.tables = append(dst.tables, p)
 		}
-	}
-	if f.source != nil {
-		apply(src, *f.source)
-	}
-	if len(f.targets) == 1 {
-		apply(dst, f.targets[0])
 	}
 	return errs.err(f.path)
+}
+
+// mergeTable is the endpoint a [source] or [[target]] table gives: each
+// of its keys, unless the command line gave that key's flag; the flags'
+// settings for the keys it lacks. Its url is left "" when the command
+// line gave the side's URL (the caller decides what that means).
+func mergeTable(e *endpointFlags, in endpointIn, cmdline map[string]bool) endpoint {
+	p := e.flagEndpoint()
+	p.table = in.table
+	for _, s := range in.settings {
+		switch s.key {
+		case "password":
+			p.password = s.value.(string) // no flag: the process list would show it
+			continue
+		case "tls_insecure":
+			if !cmdline["tls-insecure"] {
+				p.insecure = s.value.(bool)
+			}
+			continue
+		}
+		if cmdline[endpointFlag(e.side, s.key)] {
+			continue
+		}
+		v := s.value.(string) // readEndpoint checked the type
+		switch s.key {
+		case "url":
+			p.url, p.urlFromFile = v, true
+		case "password_file":
+			p.pwFile = v
+		case "tls_ca":
+			p.tlsCA = v
+		case "tls_cert":
+			p.tlsCert = v
+		case "tls_key":
+			p.tlsKey = v
+		case "tls_server_name":
+			p.tlsName = v
+		}
+	}
+	return p
 }
 
 // setFromFile sets a flag from a TOML value: one value, or an array for a

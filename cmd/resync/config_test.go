@@ -42,11 +42,11 @@ func TestTaskFileErrors(t *testing.T) {
 		"quoted key":   {"name = \"x\"\n\"redact_keys\" = 3\n", `line 2: redact_keys: 3 is not true or false`},
 		"table key":    {"[source]\nurl = \"a:1\"\ntls_cafile = \"x\"\n", `line 3: [source]: unknown setting "tls_cafile"`},
 		// A key after a table header belongs to the table: a common slip.
-		"after table": {"[source]\nurl = \"a:1\"\nbuffer_bytes = \"1MiB\"\n", `line 3: [source]: unknown setting "buffer_bytes" (a setting for the whole task goes before the first [table])`},
-		"flag twin":   {"source_tls_ca = \"ca.pem\"\n", `line 1: source_tls_ca: set it in the [source] table, as tls_ca`},
-		"list":        {"on_conflict = [\"a\", \"b\"]\n", `line 1: on_conflict: takes one value, not a list`},
-		"syntax":      {"name = \"x\"\nbuffer_bytes = \n", `line 2: expected value`},
-		"two targets": {"[[target]]\nurl = \"a:1\"\n\n[[target]]\nurl = \"b:1\"\n", `line 4: 2 [[target]] tables`},
+		"after table":   {"[source]\nurl = \"a:1\"\nbuffer_bytes = \"1MiB\"\n", `line 3: [source]: unknown setting "buffer_bytes" (a setting for the whole task goes before the first [table])`},
+		"flag twin":     {"source_tls_ca = \"ca.pem\"\n", `line 1: source_tls_ca: set it in the [source] table, as tls_ca`},
+		"list":          {"on_conflict = [\"a\", \"b\"]\n", `line 1: on_conflict: takes one value, not a list`},
+		"syntax":        {"name = \"x\"\nbuffer_bytes = \n", `line 2: expected value`},
+		"no target url": {"[[target]]\nurl = \"a:1\"\n\n[[target]]\ntls_ca = \"ca.pem\"\n", `line 4: [[target]]: no url`},
 		"two passwords": {"[source]\nurl = \"a:1\"\npassword_file = \"/pw\"\npassword = \"x\"\n",
 			`line 4: [source]: password and password_file: give one`},
 		// The value of a password is never repeated, even when wrong.

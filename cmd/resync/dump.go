@@ -20,7 +20,7 @@ import (
 func runDump(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("resync dump", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	source := addEndpointFlags(fs, "source")
+	source := addEndpointFlags(fs, "source", false)
 	out := fs.String("o", "", "the RDB file to write")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	output := fs.String("output", "text", "the summary's format: text or json")
@@ -39,7 +39,7 @@ func runDump(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return fail(err)
 		}
 	}
-	if *source.url == "" || *out == "" || fs.NArg() > 0 {
+	if !source.given() || *out == "" || fs.NArg() > 0 {
 		fmt.Fprintln(stderr, "resync dump: --source (or a --config file giving it) and -o FILE.rdb are required")
 		fs.Usage()
 		return exitUsage

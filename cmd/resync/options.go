@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -204,60 +205,170 @@ func (l *loadFlags) apply(cfg *task.Config) error {
 	return nil
 }
 
-// endpointFlags are how to reach one side: its URL, password file and TLS
-// files. TLS is on with a rediss:// URL or with any --SIDE-tls-* flag.
+// endpointFlags are how to reach one side: its URL (several for resync
+// sync's targets), password file and TLS files, and the task file's
+// tables for the side. TLS is on with a rediss:// URL or with any
+// --SIDE-tls-* flag.
 type endpointFlags struct {
 	side                            string // "source" or "target"
-	url, pwFile                     *string
+	urls                            *urlFlag
+	pwFile                          *string
 	tlsCA, tlsCert, tlsKey, tlsName *string
 	insecure                        flag.Getter // --tls-insecure: one flag for both sides
 
-	// What a task file's table gives that has no flag of its own.
-	filePassword string
-	fileInsecure *bool // the table's tls_insecure, unless --tls-insecure was given
-	urlFromFile  bool  // the URL is the table's: no process-list warning for its password
+	// tables are the endpoints of the task file's [source] or [[target]]
+	// tables, each merged with the command line's flags (taskFile.apply);
+	// nil when the file gives none, or when --target on the command line
+	// replaces them.
+	tables []endpoint
 }
 
 // addEndpointFlags defines one side's flags in fs, and --tls-insecure
-// with the first side.
-func addEndpointFlags(fs *flag.FlagSet, side string) *endpointFlags {
+// with the first side. With several, the side takes several endpoints
+// (resync sync's targets): --SIDE is repeatable and the other flags
+// apply to each.
+func addEndpointFlags(fs *flag.FlagSet, side string, several bool) *endpointFlags {
 	if fs.Lookup("tls-insecure") == nil {
 		fs.Bool("tls-insecure", false, "skip TLS certificate verification, both sides (for tests: anyone on the network path can pose as the server); it does not turn TLS on")
 	}
-	on := "; turns TLS on"
-	url := new(string)
-	fs.Var(&onceFlag{v: url, side: side}, side, side+" URL: redis://[user[:password]@]host:port[/db], or rediss:// for TLS")
+	on, each, urlHelp := "; turns TLS on", "", side+" URL: redis://[user[:password]@]host:port[/db], or rediss:// for TLS"
+	if several {
+		each = ", for every " + side
+		urlHelp += "; repeatable: each --" + side + " is one more " + side + ", in order (given here, they replace the task file's [[" + side + "]] tables)"
+	}
+	urls := &urlFlag{side: side, fs: fs, several: several}
+	fs.Var(urls, side, urlHelp)
 	return &endpointFlags{side: side, insecure: fs.Lookup("tls-insecure").Value.(flag.Getter),
-		url:     url,
-		pwFile:  fs.String(side+"-password-file", "", "file holding the "+side+"'s password (else $"+passwordEnv(side)+"); an ACL user goes in the URL: redis://user@host:port"),
-		tlsCA:   fs.String(side+"-tls-ca", "", "PEM file of the CA(s) that sign the "+side+"'s certificate (default: the system's)"+on),
-		tlsCert: fs.String(side+"-tls-cert", "", "client certificate (PEM) for a "+side+" that requires one, with --"+side+"-tls-key"+on),
+		urls:    urls,
+		pwFile:  fs.String(side+"-password-file", "", "file holding the "+side+"'s password"+each+" (else $"+passwordEnv(side)+"); an ACL user goes in the URL: redis://user@host:port"),
+		tlsCA:   fs.String(side+"-tls-ca", "", "PEM file of the CA(s) that sign the "+side+"'s certificate"+each+" (default: the system's)"+on),
+		tlsCert: fs.String(side+"-tls-cert", "", "client certificate (PEM) for a "+side+" that requires one"+each+", with --"+side+"-tls-key"+on),
 		tlsKey:  fs.String(side+"-tls-key", "", "the client certificate's private key (PEM)"+on),
-		tlsName: fs.String(side+"-tls-server-name", "", "the name the "+side+"'s certificate must hold (default: the URL's host)"+on)}
+		tlsName: fs.String(side+"-tls-server-name", "", "the name the "+side+"'s certificate must hold"+each+" (default: the URL's host)"+on)}
 }
 
-// onceFlag is an endpoint's URL, which may be given once: a second
-// --target must not silently replace the first (one target per task,
-// for now).
-type onceFlag struct {
-	v    *string
-	side string
-	set  bool
+// urlFlag is a side's URL flag (--source, --target). A side that takes
+// one endpoint refuses a second URL: it must not silently replace the
+// first.
+type urlFlag struct {
+	values  []string
+	side    string
+	fs      *flag.FlagSet // its Name is the command's, for the refusal
+	several bool
 }
 
-func (o *onceFlag) String() string {
-	if o.v == nil {
-		return ""
+func (u *urlFlag) String() string { return strings.Join(u.values, ",") }
+
+func (u *urlFlag) Set(s string) error {
+	if len(u.values) > 0 && !u.several {
+		return fmt.Errorf("given twice: %s takes one %s (run it once per %s)", u.fs.Name(), u.side, u.side)
 	}
-	return *o.v
-}
-
-func (o *onceFlag) Set(s string) error {
-	if o.set {
-		return fmt.Errorf("given twice: one %s per task for now (run one task per target)", o.side)
-	}
-	o.set, *o.v = true, s
+	u.values = append(u.values, s)
 	return nil
+}
+
+// given tells whether the side has its endpoints, each with a URL.
+func (e *endpointFlags) given() bool {
+	eps := e.endpoints()
+	for _, p := range eps {
+		if p.url == "" {
+			return false
+		}
+	}
+	return len(eps) > 0
+}
+
+// endpoints returns the side's endpoints, in order: the task file's
+// tables (merged with the flags), else one for each URL on the command
+// line, with the flags' settings. Among several, each is numbered.
+func (e *endpointFlags) endpoints() []endpoint {
+	eps := slices.Clone(e.tables)
+	if eps == nil {
+		for _, u := range e.urls.values {
+			p := e.flagEndpoint()
+			p.url = u
+			eps = append(eps, p)
+		}
+	}
+	if len(eps) > 1 {
+		for i := range eps {
+			eps[i].num = i + 1
+		}
+	}
+	return eps
+}
+
+// flagEndpoint is an endpoint with the flags' settings and no URL yet.
+func (e *endpointFlags) flagEndpoint() endpoint {
+	return endpoint{side: e.side, pwFile: *e.pwFile, tlsCA: *e.tlsCA, tlsCert: *e.tlsCert, tlsKey: *e.tlsKey,
+		tlsName: *e.tlsName, insecure: e.insecure.Get().(bool)}
+}
+
+// options builds the dialer options of the side's one endpoint: the
+// source, or the target of a command that takes one.
+func (e *endpointFlags) options(log *slog.Logger) (dialer.Options, error) {
+	eps := e.endpoints()
+	if len(eps) != 1 {
+		return dialer.Options{}, fmt.Errorf("%d %ss given: want one", len(eps), e.side)
+	}
+	return eps[0].options(log)
+}
+
+// allOptions builds the dialer options of each of the side's endpoints,
+// in order. Two at one address are refused: one server written twice
+// by one task would hold each write twice over, and the task's
+// checkpoint and lock keys would clash.
+func (e *endpointFlags) allOptions(log *slog.Logger) ([]dialer.Options, error) {
+	var out []dialer.Options
+	first := map[string]int{} // address → its endpoint's number
+	for i, p := range e.endpoints() {
+		o, err := p.options(log)
+		if err != nil {
+			return nil, err
+		}
+		addr := strings.ToLower(o.Addr) // host names ignore case
+		if j, dup := first[addr]; dup {
+			return nil, fmt.Errorf("--%s %s given twice (%ss %d and %d): give each %s once", e.side, o.Addr, e.side, j, i+1, e.side)
+		}
+		first[addr] = i + 1
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+// endpoint is one endpoint's settings as given, before options reads
+// and checks them.
+type endpoint struct {
+	side string // "source" or "target": the flags that set it
+	num  int    // its place among several (1, 2, …), 0 when the side has one
+	url  string
+	// urlFromFile: the URL is a table's, so its password draws no
+	// process-list warning.
+	urlFromFile bool
+	pwFile      string
+	// password is a table's password key (no flag has it: the process
+	// list would show it); table names that table for errors.
+	password, table                 string
+	tlsCA, tlsCert, tlsKey, tlsName string
+	insecure                        bool
+}
+
+// name is how messages call the endpoint: "source", "target", or
+// "target 2" among several.
+func (p endpoint) name() string {
+	if p.num == 0 {
+		return p.side
+	}
+	return p.side + " " + strconv.Itoa(p.num)
+}
+
+// errorf is an error about the endpoint; among several, it says which.
+func (p endpoint) errorf(format string, args ...any) error {
+	err := fmt.Errorf(format, args...)
+	if p.num == 0 {
+		return err
+	}
+	return fmt.Errorf("%s: %w", p.name(), err)
 }
 
 // passwordEnv is the environment variable that may hold a side's password.
@@ -267,56 +378,52 @@ func passwordEnv(side string) string { return "RESYNC_" + strings.ToUpper(side) 
 // order, a password file, the environment, the URL, the task file's
 // table; and TLS, checked (its files are read now, so that a mistake is
 // a usage error).
-func (e *endpointFlags) options(log *slog.Logger) (dialer.Options, error) {
-	o, err := dialer.ParseURL(*e.url)
+func (p endpoint) options(log *slog.Logger) (dialer.Options, error) {
+	o, err := dialer.ParseURL(p.url)
 	if err != nil {
-		return o, fmt.Errorf("--%s: %w", e.side, err)
+		return o, p.errorf("--%s: %w", p.side, err)
 	}
-	env := passwordEnv(e.side)
-	if o.Password != "" && !e.urlFromFile {
-		log.Warn("a password in a URL on the command line shows in the process list: use --" + e.side + "-password-file or $" + env)
+	env := passwordEnv(p.side)
+	if o.Password != "" && !p.urlFromFile {
+		log.Warn("a password in a URL on the command line shows in the process list: use --" + p.side + "-password-file or $" + env)
 	}
-	if o.Password != "" && e.filePassword != "" && e.urlFromFile {
-		return o, fmt.Errorf("[%s]: the url holds a password and so does password: give it once", e.side)
+	if o.Password != "" && p.password != "" && p.urlFromFile {
+		return o, p.errorf("%s: the url holds a password and so does password: give it once", p.table)
 	}
 	switch {
-	case *e.pwFile != "":
-		b, err := os.ReadFile(*e.pwFile)
+	case p.pwFile != "":
+		b, err := os.ReadFile(p.pwFile)
 		if err != nil {
-			return o, fmt.Errorf("--%s-password-file: %w", e.side, err)
+			return o, p.errorf("--%s-password-file: %w", p.side, err)
 		}
 		o.Password = strings.TrimRight(string(b), "\r\n")
 		if o.Password == "" {
-			return o, fmt.Errorf("--%s-password-file %s is empty", e.side, *e.pwFile)
+			return o, p.errorf("--%s-password-file %s is empty", p.side, p.pwFile)
 		}
 	case os.Getenv(env) != "":
 		o.Password = os.Getenv(env)
 	case o.Password == "":
-		o.Password = e.filePassword
+		o.Password = p.password
 	}
 
-	if *e.tlsCA != "" || *e.tlsCert != "" || *e.tlsKey != "" || *e.tlsName != "" {
+	if p.tlsCA != "" || p.tlsCert != "" || p.tlsKey != "" || p.tlsName != "" {
 		if o.TLS == nil {
 			o.TLS = &dialer.TLS{}
 		}
-		o.TLS.CAFile, o.TLS.CertFile, o.TLS.KeyFile, o.TLS.ServerName = *e.tlsCA, *e.tlsCert, *e.tlsKey, *e.tlsName
-	}
-	insecure := e.insecure.Get().(bool)
-	if e.fileInsecure != nil {
-		insecure = *e.fileInsecure
+		o.TLS.CAFile, o.TLS.CertFile, o.TLS.KeyFile, o.TLS.ServerName = p.tlsCA, p.tlsCert, p.tlsKey, p.tlsName
 	}
 	if o.TLS == nil {
 		return o, nil
 	}
 	if (o.TLS.CertFile == "") != (o.TLS.KeyFile == "") {
-		return o, fmt.Errorf("--%s-tls-cert and --%s-tls-key go together", e.side, e.side)
+		return o, p.errorf("--%s-tls-cert and --%s-tls-key go together", p.side, p.side)
 	}
-	o.TLS.InsecureSkipVerify = insecure
+	o.TLS.InsecureSkipVerify = p.insecure
 	if _, err := o.TLS.Config(o.Addr); err != nil {
-		return o, fmt.Errorf("%s: %w", e.side, err)
+		return o, fmt.Errorf("%s: %w", p.name(), err)
 	}
-	if insecure {
-		log.Warn("TLS certificate verification is off for the " + e.side + " (--tls-insecure): anyone on the network path can pose as it")
+	if p.insecure {
+		log.Warn("TLS certificate verification is off for the " + p.name() + " (--tls-insecure): anyone on the network path can pose as it")
 	}
 	return o, nil
 }

@@ -18,7 +18,7 @@ import (
 func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("resync restore", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	target := addEndpointFlags(fs, "target")
+	target := addEndpointFlags(fs, "target", false)
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	output := fs.String("output", "text", "the summary's format: text or json")
 	config := fs.String("config", "", "a TOML task file (a sync's: its target, selection, filters and load settings apply); flags given here win")
@@ -42,7 +42,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			return fail(err)
 		}
 	}
-	if len(files) != 1 || *target.url == "" {
+	if len(files) != 1 || !target.given() {
 		fmt.Fprintln(stderr, "resync restore: one FILE.rdb (or - for stdin) and --target are required")
 		fs.Usage()
 		return exitUsage

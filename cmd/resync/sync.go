@@ -58,7 +58,7 @@ type syncFlags struct {
 func newSyncFlags(stderr io.Writer) (*flag.FlagSet, *syncFlags) {
 	fs := flag.NewFlagSet("resync sync", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	f := &syncFlags{source: addEndpointFlags(fs, "source"), target: addEndpointFlags(fs, "target"), skipCheck: listFlag{split: true}}
+	f := &syncFlags{source: addEndpointFlags(fs, "source", false), target: addEndpointFlags(fs, "target", true), skipCheck: listFlag{split: true}}
 	f.name = fs.String("name", "default", "the task's name (in logs, status and the heartbeat key)")
 	buffer := byteSize(64 << 20)
 	f.buffer = &buffer
@@ -135,53 +135,15 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	src, dst, err := f.endpoints(log, warnings)
+	cfg, err := f.taskConfig(log, warnings)
 	if err != nil {
 		return fail(err)
-	}
-	if *f.maxOps < 0 {
-		return fail(fmt.Errorf("--target-max-ops %d: want 0 (no bound) or more", *f.maxOps))
-	}
-	if err := f.checkSourceMode(); err != nil {
-		return fail(err)
-	}
-	if *f.delivery != task.DeliveryExactlyOnce && *f.delivery != task.DeliveryAtLeastOnce {
-		return fail(fmt.Errorf("--delivery %q: want %s or %s", *f.delivery, task.DeliveryExactlyOnce, task.DeliveryAtLeastOnce))
-	}
-	if (*f.sentinels == "") != (*f.masterName == "") {
-		return fail(errors.New("--source-sentinel and --source-master go together"))
-	}
-	if (*f.targetSentinels == "") != (*f.targetMaster == "") {
-		return fail(errors.New("--target-sentinel and --target-master go together"))
 	}
 	token, err := statusToken(*f.statusToken, *f.statusTokenFile, cmdline["status-token"], log)
 	if err != nil {
 		return fail(err)
 	}
-	srcSentinel, err := f.sourceSentinelAuth.options(src)
-	if err != nil {
-		return fail(err)
-	}
-	dstSentinel, err := f.targetSentinelAuth.options(dst)
-	if err != nil {
-		return fail(err)
-	}
-	cfg := task.Config{Name: *f.name, Source: src, Target: dst, BufferBytes: int(*f.buffer),
-		SourceSentinelAuth: srcSentinel, TargetSentinelAuth: dstSentinel,
-		TargetMaxOps: *f.maxOps, TargetMaxBytes: int(f.maxBytes),
-		HeartbeatInterval: *f.heartbeat, RetryFor: *f.retryFor, Delivery: *f.delivery, Reset: *f.reset,
-		SourceMode: *f.sourceMode, EnableNotifications: *f.enableNotifications, ScanRate: *f.scanRate,
-		SpoolDir: *f.spoolDir, SpoolMax: int64(*f.spoolMax), Logger: log,
-		SourceCandidates: splitList(*f.candidates), SourceSentinels: splitList(*f.sentinels), SourceMaster: *f.masterName,
-		TargetSentinels: splitList(*f.targetSentinels), TargetMaster: *f.targetMaster,
-		RedactKeys: *f.redactKeys}
-	if cfg.Filter, err = f.sel.config(); err == nil {
-		err = f.load.apply(&cfg)
-	}
-	if err != nil {
-		return fail(err)
-	}
-	pc := precheckConfig(f, src, dst, cfg.Filter)
+	pc := precheckConfig(f, cfg.Source, cfg.Target, cfg.Filter)
 	if err := pc.Validate(); err != nil {
 		return fail(err)
 	}
@@ -191,11 +153,13 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	// With Sentinels, the URLs may name a former master: check the one
-	// they name now, as the task will use.
+	// they name now, as the task will use. (Sentinels locate a target
+	// only when it is the task's one target.)
+	targets := append([]dialer.Options{cfg.Target}, cfg.ExtraTargets...)
 	pc.Source.Addr = locate(ctx, log, "source", pc.Source, cfg.SourceSentinelAuth, cfg.SourceSentinels, cfg.SourceMaster)
-	pc.Target.Addr = locate(ctx, log, "target", pc.Target, cfg.TargetSentinelAuth, cfg.TargetSentinels, cfg.TargetMaster)
+	targets[0].Addr = locate(ctx, log, "target", targets[0], cfg.TargetSentinelAuth, cfg.TargetSentinels, cfg.TargetMaster)
 	setMemoryLimit(f, cfg, log)
-	ok = runPrecheck(ctx, pc, log, stderr)
+	ok = runPrecheck(ctx, pc, targets, log, stderr)
 	if ctx.Err() != nil {
 		// Stopped during the checks: their failures say nothing.
 		log.Info("stopped before the sync began")
@@ -229,6 +193,64 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 	return exitOK
+}
+
+// taskConfig builds the task's configuration from the flags (the task
+// file applied, warnings its warnings, logged here): every endpoint read
+// and checked, the first target as Target and the others as
+// ExtraTargets. Its errors are usage errors.
+func (f *syncFlags) taskConfig(log *slog.Logger, warnings []string) (task.Config, error) {
+	src, dsts, err := f.endpoints(log, warnings)
+	if err != nil {
+		return task.Config{}, err
+	}
+	if *f.maxOps < 0 {
+		return task.Config{}, fmt.Errorf("--target-max-ops %d: want 0 (no bound) or more", *f.maxOps)
+	}
+	if err := f.checkSourceMode(); err != nil {
+		return task.Config{}, err
+	}
+	if *f.delivery != task.DeliveryExactlyOnce && *f.delivery != task.DeliveryAtLeastOnce {
+		return task.Config{}, fmt.Errorf("--delivery %q: want %s or %s", *f.delivery, task.DeliveryExactlyOnce, task.DeliveryAtLeastOnce)
+	}
+	if (*f.sentinels == "") != (*f.masterName == "") {
+		return task.Config{}, errors.New("--source-sentinel and --source-master go together")
+	}
+	if (*f.targetSentinels == "") != (*f.targetMaster == "") {
+		return task.Config{}, errors.New("--target-sentinel and --target-master go together")
+	}
+	if *f.targetSentinels != "" && len(dsts) > 1 {
+		// The Sentinels name one master: which of the targets it stands
+		// for would be a guess.
+		return task.Config{}, fmt.Errorf("--target-sentinel and --target-master locate one target, and %d are given: a target found through Sentinel must be the task's only one", len(dsts))
+	}
+	srcSentinel, err := f.sourceSentinelAuth.options(src)
+	if err != nil {
+		return task.Config{}, err
+	}
+	dstSentinel, err := f.targetSentinelAuth.options(dsts[0])
+	if err != nil {
+		return task.Config{}, err
+	}
+	cfg := task.Config{Name: *f.name, Source: src, Target: dsts[0], BufferBytes: int(*f.buffer),
+		SourceSentinelAuth: srcSentinel, TargetSentinelAuth: dstSentinel,
+		TargetMaxOps: *f.maxOps, TargetMaxBytes: int(f.maxBytes),
+		HeartbeatInterval: *f.heartbeat, RetryFor: *f.retryFor, Delivery: *f.delivery, Reset: *f.reset,
+		SourceMode: *f.sourceMode, EnableNotifications: *f.enableNotifications, ScanRate: *f.scanRate,
+		SpoolDir: *f.spoolDir, SpoolMax: int64(*f.spoolMax), Logger: log,
+		SourceCandidates: splitList(*f.candidates), SourceSentinels: splitList(*f.sentinels), SourceMaster: *f.masterName,
+		TargetSentinels: splitList(*f.targetSentinels), TargetMaster: *f.targetMaster,
+		RedactKeys: *f.redactKeys}
+	if len(dsts) > 1 {
+		cfg.ExtraTargets = dsts[1:]
+	}
+	if cfg.Filter, err = f.sel.config(); err != nil {
+		return cfg, err
+	}
+	if err := f.load.apply(&cfg); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
 }
 
 // statusToken reads the status server's token: from its file, the
@@ -291,7 +313,7 @@ func (f *syncFlags) endpointsGiven(fs *flag.FlagSet, cmd string, stderr io.Write
 			return nil, false
 		}
 	}
-	if *f.source.url == "" || *f.target.url == "" || fs.NArg() > 0 {
+	if !f.source.given() || !f.target.given() || fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "resync %s: --source and --target are required (or a --config file giving them)\n", cmd)
 		fs.Usage()
 		return nil, false
@@ -300,22 +322,26 @@ func (f *syncFlags) endpointsGiven(fs *flag.FlagSet, cmd string, stderr io.Write
 }
 
 // endpoints logs the task file's warnings, then reads the source's and
-// the target's options with their timeouts: the same for sync and check.
-func (f *syncFlags) endpoints(log *slog.Logger, warnings []string) (src, dst dialer.Options, err error) {
+// every target's options with their timeouts: the same for sync and
+// check.
+func (f *syncFlags) endpoints(log *slog.Logger, warnings []string) (src dialer.Options, dsts []dialer.Options, err error) {
 	for _, w := range warnings {
 		log.Warn(w)
 	}
 	if src, err = f.source.options(log); err != nil {
-		return src, dst, err
+		return src, nil, err
 	}
-	if dst, err = f.target.options(log); err != nil {
-		return src, dst, err
+	if dsts, err = f.target.allOptions(log); err != nil {
+		return src, nil, err
 	}
 	if *f.ioTimeout <= 0 {
-		return src, dst, fmt.Errorf("--io-timeout %s: want a positive duration", *f.ioTimeout)
+		return src, nil, fmt.Errorf("--io-timeout %s: want a positive duration", *f.ioTimeout)
 	}
-	src.IOTimeout, dst.IOTimeout = *f.ioTimeout, *f.ioTimeout
-	return src, dst, nil
+	src.IOTimeout = *f.ioTimeout
+	for i := range dsts {
+		dsts[i].IOTimeout = *f.ioTimeout
+	}
+	return src, dsts, nil
 }
 
 // setMemoryLimit sets the runtime's soft memory limit, unless
@@ -348,34 +374,78 @@ func locate(ctx context.Context, log *slog.Logger, side string, o, auth dialer.O
 	return addr
 }
 
-// runPrecheck runs the precheck before a sync: every warning and failure
-// logged with its fix, a summary, and false when a check failed (the
-// sync does not start).
-func runPrecheck(ctx context.Context, c precheck.Config, log *slog.Logger, stderr io.Writer) bool {
-	rep := precheck.Run(ctx, c)
-	if ctx.Err() != nil {
-		return false // stopped: the caller says so
+// runPrecheck runs the precheck before a sync, once for each target (c
+// with that target): every warning and failure logged with its fix, a
+// summary, and false when a check failed (the sync does not start).
+// With several targets each result names the targets it was found for,
+// and one found alike for several (a source's check, mostly) is logged
+// once.
+func runPrecheck(ctx context.Context, c precheck.Config, targets []dialer.Options, log *slog.Logger, stderr io.Writer) bool {
+	type found struct {
+		r       precheck.Result
+		targets []string
+	}
+	var results []*found
+	seen := map[precheck.Result]*found{}
+	for _, dst := range targets {
+		c.Target = dst
+		rep := precheck.Run(ctx, c)
+		if ctx.Err() != nil {
+			return false // stopped: the caller says so
+		}
+		for _, r := range rep.Results {
+			// Merged across targets only: a result given twice for one
+			// target stays twice, as in its report.
+			if x := seen[r]; x != nil && !slices.Contains(x.targets, dst.Addr) {
+				x.targets = append(x.targets, dst.Addr)
+				continue
+			}
+			x := &found{r: r, targets: []string{dst.Addr}}
+			seen[r] = x
+			results = append(results, x)
+		}
 	}
 	var failed []string
-	for _, r := range rep.Results {
-		attrs := []any{"check", r.Check, "node", r.Node, "why", r.Why}
+	var passed, warnings, fails int
+	for _, x := range results {
+		r := x.r
+		attrs := []any{"check", r.Check, "node", r.Node}
+		if len(targets) > 1 {
+			attrs = append(attrs, "target", strings.Join(x.targets, ","))
+		}
+		attrs = append(attrs, "why", r.Why)
 		if r.Fix != "" {
 			attrs = append(attrs, "fix", r.Fix)
 		}
 		switch r.Verdict {
+		case precheck.Pass:
+			passed++
 		case precheck.Fail:
+			fails++
 			log.Error("precheck FAIL", attrs...)
-			if !slices.Contains(failed, r.Check) {
-				failed = append(failed, r.Check)
+			name := r.Check
+			if len(targets) > 1 {
+				name += " for target " + strings.Join(x.targets, " and ")
+			}
+			if !slices.Contains(failed, name) {
+				failed = append(failed, name)
 			}
 		case precheck.Warn:
+			warnings++
 			log.Warn("precheck WARN", attrs...)
 		}
 	}
-	passed, warnings, fails := rep.Counts()
-	log.Info("precheck", "passed", passed, "warnings", warnings, "failed", fails)
+	summary := []any{"passed", passed, "warnings", warnings, "failed", fails}
+	if len(targets) > 1 {
+		summary = append(summary, "targets", len(targets))
+	}
+	log.Info("precheck", summary...)
 	if len(failed) > 0 {
-		fmt.Fprintf(stderr, "resync sync: the precheck failed (%s): fix what it says, or waive a check with --skip-check NAME; \"resync check\" prints the whole report\n", strings.Join(failed, ", "))
+		report := `"resync check" prints the whole report`
+		if len(targets) > 1 {
+			report = `"resync check --target URL" prints one target's whole report`
+		}
+		fmt.Fprintf(stderr, "resync sync: the precheck failed (%s): fix what it says, or waive a check with --skip-check NAME; %s\n", strings.Join(failed, ", "), report)
 		return false
 	}
 	return true

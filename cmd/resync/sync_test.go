@@ -74,11 +74,3 @@ func TestStatusTokenFlags(t *testing.T) {
 		t.Fatalf("exit %d:\n%s", code, logs.String())
 	}
 }
-
-// A second --target is refused, not taken in place of the first.
-func TestSyncRefusesTwoTargets(t *testing.T) {
-	code, _, errOut := runCLI("sync", "--source", "127.0.0.1:1", "--target", "127.0.0.1:2", "--target", "127.0.0.1:3")
-	if code != exitUsage || !strings.Contains(errOut, "given twice: one target per task") {
-		t.Fatalf("exit %d: %s", code, errOut)
-	}
-}

@@ -20,7 +20,7 @@ import (
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("resync verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	source, target := addEndpointFlags(fs, "source"), addEndpointFlags(fs, "target")
+	source, target := addEndpointFlags(fs, "source", false), addEndpointFlags(fs, "target", false)
 	config := fs.String("config", "", "a TOML task file (a sync's: its selection and filters apply); flags given here win")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	output := fs.String("output", "text", "the report's format: text or json")
@@ -54,7 +54,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			return fail(err)
 		}
 	}
-	if *source.url == "" || *target.url == "" || fs.NArg() > 0 {
+	if !source.given() || !target.given() || fs.NArg() > 0 {
 		fmt.Fprintln(stderr, "resync verify: --source and --target are required (or a --config file giving them)")
 		fs.Usage()
 		return exitUsage

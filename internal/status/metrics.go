@@ -139,10 +139,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descRewr, sh.BigKeys, st.Name, id, "big")
 	}
 
-	// One target per task so far.
-	if st.LagMs >= 0 {
-		emit(descTargetLag, prometheus.GaugeValue, seconds(st.LagMs), st.Name, st.TargetAddr)
+	for _, ts := range targetsOf(st) {
+		if ts.LagMs >= 0 {
+			emit(descTargetLag, prometheus.GaugeValue, seconds(ts.LagMs), st.Name, ts.TargetAddr)
+		}
+		counter(descBytes, ts.BytesWritten, st.Name, ts.TargetAddr)
+		emit(descThrottled, prometheus.CounterValue, seconds(ts.ThrottledMs), st.Name, ts.TargetAddr)
 	}
-	counter(descBytes, st.BytesWritten, st.Name, st.TargetAddr)
-	emit(descThrottled, prometheus.CounterValue, seconds(st.ThrottledMs), st.Name, st.TargetAddr)
 }

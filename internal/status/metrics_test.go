@@ -310,3 +310,29 @@ func TestGrafanaDashboardMatchesMetrics(t *testing.T) {
 		}
 	}
 }
+
+// A task of several targets lists each in the status document, with its
+// own state, lag, error and applied offset, and each target's lag,
+// bytes and throttle are series of their own.
+func TestSeveralTargets(t *testing.T) {
+	one := func(addr, state string, lag, applied int64, last string) task.Status {
+		return task.Status{TargetAddr: addr, State: state, LagMs: lag, Applied: applied, LastError: last, SourceAddr: "10.0.0.1:6379",
+			BytesWritten: 100, RDBBytesTotal: -1}
+	}
+	st := task.Status{Name: "many", State: task.StateRetrying, LagMs: -1, RDBBytesTotal: -1, TargetAddr: "10.0.1.1:6379",
+		Targets: []task.Status{one("10.0.1.1:6379", task.StateSynchronizing, 3, 90, ""), one("10.0.1.2:6379", task.StateSynchronizing, 4, 91, ""),
+			one("10.0.1.3:6379", task.StateRetrying, -1, 40, "connection refused")}}
+	d := FromTask(st)
+	if len(d.Targets) != 3 || d.Targets[2].Address != "10.0.1.3:6379" || d.Targets[2].State != task.StateRetrying ||
+		d.Targets[2].LagMs != nil || d.Targets[2].LastError != "connection refused" || d.Targets[2].AppliedOffset != 40 ||
+		*d.Targets[1].LagMs != 4 || d.Targets[0].LastError != "" {
+		b, _ := json.Marshal(d.Targets)
+		t.Fatalf("targets: %s", b)
+	}
+	fams := scrape(t, st)
+	for name, want := range map[string]int{"resync_target_lag_seconds": 2, "resync_written_bytes_total": 3, "resync_target_throttled_seconds_total": 3} {
+		if f := fams[name]; f == nil || f.series != want {
+			t.Errorf("%s: %+v, want %d series", name, f, want)
+		}
+	}
+}

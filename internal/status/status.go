@@ -97,11 +97,14 @@ type FullSync struct {
 
 // Target is one target's state.
 type Target struct {
-	Address   string   `json:"address"`
-	State     string   `json:"state"`
-	LagMs     *int64   `json:"lag_ms"`
-	LastError string   `json:"last_error"`
-	Throttle  Throttle `json:"throttle"`
+	Address   string `json:"address"`
+	State     string `json:"state"`
+	LagMs     *int64 `json:"lag_ms"`
+	LastError string `json:"last_error"`
+	// AppliedOffset is what the target has applied of the source's
+	// stream (the sum over a cluster source's shards).
+	AppliedOffset int64    `json:"applied_offset"`
+	Throttle      Throttle `json:"throttle"`
 }
 
 // Throttle is a target's bounds per node and second (0: none), and how
@@ -129,15 +132,26 @@ func shardsOf(st task.Status) []task.Status {
 	return []task.Status{st}
 }
 
+// targetsOf lists a task's targets: each of a task of several, or the
+// one target.
+func targetsOf(st task.Status) []task.Status {
+	if len(st.Targets) > 0 {
+		return st.Targets
+	}
+	return []task.Status{st}
+}
+
 // FromTask builds the document from a task's status.
 func FromTask(st task.Status) Doc {
 	d := Doc{
 		Time: time.Now(), Name: st.Name, State: st.State, Mode: st.Mode, LagMs: known(st.LagMs), Retries: st.Retries,
 		CommandsApplied: st.Commands, KeysWritten: st.KeysWritten, ErrorsTotal: st.ErrorsTotal,
 		Errors: make([]ErrorEvent, 0, len(st.Errors)),
-		// One target per task so far; the list is ready for more.
-		Targets: []Target{{Address: st.TargetAddr, State: st.State, LagMs: known(st.LagMs), LastError: st.LastError,
-			Throttle: Throttle{MaxOps: st.TargetMaxOps, MaxBytes: st.TargetMaxBytes, ThrottledSeconds: float64(st.ThrottledMs) / 1000}}},
+	}
+	for _, ts := range targetsOf(st) {
+		d.Targets = append(d.Targets, Target{Address: ts.TargetAddr, State: ts.State, LagMs: known(ts.LagMs), LastError: ts.LastError,
+			AppliedOffset: ts.Applied,
+			Throttle:      Throttle{MaxOps: ts.TargetMaxOps, MaxBytes: ts.TargetMaxBytes, ThrottledSeconds: float64(ts.ThrottledMs) / 1000}})
 	}
 	for _, e := range st.Errors {
 		d.Errors = append(d.Errors, ErrorEvent{Time: e.Time, Text: e.Text})

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/resync/resync/internal/dialer"
+	"github.com/resync/resync/internal/fanout"
 	"github.com/resync/resync/internal/writer"
 )
 
@@ -89,7 +90,7 @@ func retryable(err error) bool {
 	if errors.As(err, &g) {
 		return false
 	}
-	if errors.Is(err, errNeedPSYNC) || errors.Is(err, errNoMaster) || errors.Is(err, errFullResync) {
+	if errors.Is(err, errNeedPSYNC) || errors.Is(err, errNoMaster) || errors.Is(err, errFullResync) || errors.Is(err, fanout.ErrBehind) {
 		return true
 	}
 	var we *writer.Error

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/resync/resync/internal/fanout"
 	"github.com/resync/resync/internal/receiver"
 	"github.com/resync/resync/internal/spool"
 )
@@ -25,7 +26,7 @@ var errNeedPSYNC = errors.New("the target's checkpoint is older than the spool: 
 // source's link; when the target connection is lost, it is retried
 // here, and the batches not yet confirmed are sent again from where the
 // target's checkpoint says it is.
-func (t *Task) incremental(ctx context.Context, link *receiver.Link, w *sink, rd *reading) error {
+func (t *Task) incremental(ctx context.Context, link fanout.Link, w *sink, rd *reading) error {
 	parent := ctx
 	ctx, q := rd.ctx, rd.q
 	got := make(chan receiver.Batch)
@@ -149,7 +150,7 @@ func (t *Task) incremental(ctx context.Context, link *receiver.Link, w *sink, rd
 // reconnectTarget retries the target, within the retry window, until a
 // new connection reads the target's checkpoint; the source's link stays
 // up meanwhile (the queue absorbs the stream).
-func (t *Task) reconnectTarget(ctx context.Context, link *receiver.Link, w *sink, cause error) error {
+func (t *Task) reconnectTarget(ctx context.Context, link fanout.Link, w *sink, cause error) error {
 	received := t.received.Load()
 	closed := false
 	for {
@@ -242,10 +243,10 @@ type reading struct {
 	stopped   bool
 
 	mu   sync.Mutex
-	link *receiver.Link // the current link
+	link fanout.Link // the current link
 }
 
-func (rd *reading) current() *receiver.Link {
+func (rd *reading) current() fanout.Link {
 	rd.mu.Lock()
 	defer rd.mu.Unlock()
 	return rd.link
@@ -258,7 +259,7 @@ var errFullResync = errors.New("the source asks for a full resync")
 
 // readStream starts reading the link's stream into a new queue (memory,
 // then the spool directory); the status shows the queue meanwhile.
-func (t *Task) readStream(ctx context.Context, link *receiver.Link) (*reading, error) {
+func (t *Task) readStream(ctx context.Context, link fanout.Link) (*reading, error) {
 	q, err := spool.New(spool.Options{MemBytes: int64(t.cfg.BufferBytes), Dir: t.cfg.SpoolDir, DiskBytes: t.cfg.SpoolMax})
 	if err != nil {
 		return nil, err
@@ -310,7 +311,7 @@ func (t *Task) readStream(ctx context.Context, link *receiver.Link) (*reading, e
 // offset, following the source's master if it moved. A source that
 // wants a full resync ends the session (errFullResync), handing it the
 // link.
-func (t *Task) relink(ctx context.Context, began time.Time, old *receiver.Link, cause error) (*receiver.Link, error) {
+func (t *Task) relink(ctx context.Context, began time.Time, old fanout.Link, cause error) (fanout.Link, error) {
 	for {
 		if err := t.retryAfter(ctx, began, cause, "source link lost; retrying (what was received stays queued)"); err != nil {
 			return nil, err
@@ -321,7 +322,7 @@ func (t *Task) relink(ctx context.Context, began time.Time, old *receiver.Link, 
 			continue
 		}
 		from := t.received.Load()
-		next, err := receiver.Connect(ctx, receiver.Options{Source: t.sourceOpts(), AnnouncePort: t.cfg.AnnouncePort, Logger: t.log,
+		next, err := t.connect(ctx, receiver.Options{Source: t.sourceOpts(), AnnouncePort: t.cfg.AnnouncePort, Logger: t.log,
 			ReplID: old.ReplID(), Offset: from, ReadTimeout: t.linkTimeout()})
 		if err != nil {
 			cause = err

@@ -23,6 +23,7 @@ import (
 	"github.com/resync/resync/internal/checkpoint"
 	"github.com/resync/resync/internal/cluster"
 	"github.com/resync/resync/internal/dialer"
+	"github.com/resync/resync/internal/fanout"
 	"github.com/resync/resync/internal/filter"
 	"github.com/resync/resync/internal/keyname"
 	"github.com/resync/resync/internal/rdb"
@@ -126,6 +127,10 @@ type Config struct {
 	// RedactKeys keeps key names out of the task's logs, errors and
 	// status: a key is shown by a short hash of its name instead.
 	RedactKeys bool
+
+	// connect opens a replication link: receiver.Connect, or for one of
+	// several targets the hub that shares one link among them.
+	connect func(context.Context, receiver.Options) (fanout.Link, error)
 }
 
 // Conflict rules: what a new task does with a target that holds keys.
@@ -200,8 +205,11 @@ type Task struct {
 	// A cluster source runs one child task per master (shards); a child
 	// knows its master's slots and the hash tag of its heartbeat key (a
 	// slot it owns), and leaves the checks to its parent.
-	shards     []*Task
-	child      bool
+	shards []*Task
+	child  bool
+	// A task of several targets runs one child task per target (guarded
+	// by mu).
+	targets    []*Task
 	shardSlots [][2]int
 	hbTag      string
 	lastBeatMs int64 // the last heartbeat seen in the stream: the source's time then
@@ -241,7 +249,19 @@ type Task struct {
 	clusterSeeds []string
 	// pending is a link that answered +FULLRESYNC to a reconnection:
 	// the next session runs its full sync. Guarded by mu.
-	pending *receiver.Link
+	pending fanout.Link
+}
+
+// connect opens a replication link to the source.
+func (t *Task) connect(ctx context.Context, o receiver.Options) (fanout.Link, error) {
+	if t.cfg.connect != nil {
+		return t.cfg.connect(ctx, o)
+	}
+	l, err := receiver.Connect(ctx, o)
+	if err != nil {
+		return nil, err // never a typed nil in the interface
+	}
+	return l, nil
 }
 
 // linkTimeout bounds a wait on the source's link: --io-timeout when
@@ -356,6 +376,11 @@ type Status struct {
 	// Shards are a cluster source's masters, one status each; the
 	// fields above then sum them (the lag is the worst).
 	Shards []Status
+	// Targets are the targets of a task of several, one status each;
+	// the fields above are then the slowest target's view of the source
+	// (offsets, full sync, shards), the worst state and lag, and the sums
+	// of what was written.
+	Targets []Status
 }
 
 // ErrorEvent is one error the task met, and when.
@@ -381,8 +406,16 @@ func (t *Task) noteError(err error) {
 func (t *Task) Status() Status {
 	st := t.ownStatus()
 	t.mu.Lock()
-	shards := t.shards
+	shards, targets := t.shards, t.targets
 	t.mu.Unlock()
+	if len(targets) > 0 {
+		var ts []Status
+		for _, c := range targets {
+			ts = append(ts, c.Status())
+		}
+		aggregateTargets(&st, ts)
+		return st
+	}
 	if len(shards) > 0 {
 		var ss []Status
 		for _, c := range shards {
@@ -439,6 +472,9 @@ func (t *Task) failed(err error) error {
 // commands in flight are confirmed, state stopped, nil returned) or it
 // fails.
 func (t *Task) Run(ctx context.Context) error {
+	if len(t.cfg.ExtraTargets) > 0 {
+		return t.runTargets(ctx)
+	}
 	if !t.child {
 		top, err := t.sourceCluster(ctx)
 		if err != nil {
@@ -612,7 +648,7 @@ func (t *Task) session(ctx context.Context, w *sink, target redisproc.Version) e
 	t.mu.Unlock()
 	if link == nil {
 		var err error
-		if link, err = receiver.Connect(ctx, o); err != nil {
+		if link, err = t.connect(ctx, o); err != nil {
 			return err
 		}
 	}
@@ -683,7 +719,24 @@ func (t *Task) session(ctx context.Context, w *sink, target redisproc.Version) e
 // queue as soon as the snapshot has arrived: a slow target does not make
 // the source buffer the stream for resync (and drop it past its replica
 // output buffer limit). It returns that reading, or nil.
-func (t *Task) fullSyncSpooled(ctx context.Context, link *receiver.Link, w sink, target redisproc.Version) (*reading, error) {
+func (t *Task) fullSyncSpooled(ctx context.Context, link fanout.Link, w sink, target redisproc.Version) (*reading, error) {
+	if fanout.Shared(link) {
+		// The hub spools the snapshot for every target: this one reads it
+		// at its own pace, and its stream into its queue meanwhile.
+		snapshot := fanout.TakeRDB(link)
+		defer snapshot.Close()
+		stop := context.AfterFunc(ctx, func() { snapshot.Close() })
+		defer stop()
+		rd, err := t.readStream(ctx, link)
+		if err != nil {
+			return nil, err
+		}
+		if err := t.fullSync(ctx, link, countingReader{snapshot, &t.rdbBytes}, w, target); err != nil {
+			t.closeReading(rd)
+			return nil, err
+		}
+		return rd, nil
+	}
 	if t.cfg.SpoolDir == "" {
 		return nil, t.fullSync(ctx, link, countingReader{link.RDB(), &t.rdbBytes}, w, target)
 	}
@@ -1037,7 +1090,7 @@ func (c countingReader) Read(p []byte) (int, error) {
 
 // fullSync writes every selected key of the snapshot, then the functions
 // and scripts it holds, and waits until the target confirmed all of it.
-func (t *Task) fullSync(ctx context.Context, link *receiver.Link, snapshot io.Reader, w sink, target redisproc.Version) error {
+func (t *Task) fullSync(ctx context.Context, link fanout.Link, snapshot io.Reader, w sink, target redisproc.Version) error {
 	t.log.Info("full sync", "replid", link.ReplID(), "offset", link.StartOffset(), "rdb_bytes", link.RDBSize())
 	// Until it ends, the target holds part of a snapshot: a restart
 	// must start it over, not take the keys for someone else's.
@@ -1119,7 +1172,7 @@ func restoreOps(rec *rdb.Record, payload []byte, target redisproc.Version) []wri
 	return ops
 }
 
-func (t *Task) publishApplied(link *receiver.Link, w sink) error {
+func (t *Task) publishApplied(link fanout.Link, w sink) error {
 	a := w.Applied()
 	if a > t.applied.Load() {
 		t.applied.Store(a)
