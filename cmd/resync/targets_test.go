@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -272,5 +273,66 @@ func TestSyncPrecheckEachTarget(t *testing.T) {
 	}
 	if redistest.Do(t, clean, "DBSIZE") != "0" {
 		t.Errorf("the sync began despite the failed precheck")
+	}
+}
+
+// resync sync with two targets, each with its own password from a
+// [[target]] table: both get the data and what follows, from one
+// replication link, and resync status lists both.
+func TestSyncTwoTargetsRuns(t *testing.T) {
+	src := redistest.Start(t)
+	d1, d2 := startLocked(t, "pw-one"), startLocked(t, "pw-two")
+	redistest.Do(t, src, "SET", "before", "1")
+	file := filepath.Join(t.TempDir(), "task.toml")
+	toml := "[source]\nurl = \"redis://" + src.Addr + "\"\n\n[[target]]\nurl = \"redis://" + d1.Addr + "\"\npassword = \"pw-one\"\n\n" +
+		"[[target]]\nurl = \"redis://" + d2.Addr + "\"\npassword = \"pw-two\"\n"
+	if err := os.WriteFile(file, []byte(toml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	statusAddr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errOut bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"sync", "--config", file, "--name", "two", "--status-addr", statusAddr}, &out, &errOut)
+	}()
+	exists := func(d *redisproc.Server, pw, key string) bool {
+		o := d.DialOptions()
+		o.Password = pw
+		c := redistest.DialWith(t, o)
+		defer c.Close()
+		v, err := c.Do("EXISTS", key)
+		return err == nil && v.Int == 1
+	}
+	wait := func(key string) {
+		t.Helper()
+		for deadline := time.Now().Add(15 * time.Second); !exists(d1, "pw-one", key) || !exists(d2, "pw-two", key); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not reach both targets: %s", key, errOut.String())
+			}
+		}
+	}
+	wait("before")
+	redistest.Do(t, src, "SET", "after", "2")
+	wait("after")
+	if n := redisproc.InfoField(redistest.Do(t, src, "INFO", "replication"), "connected_slaves"); n != "1" {
+		t.Errorf("%s replicas on the source: want one link for both targets", n)
+	}
+	code, sout, serr := runCLI("status", "--status-addr", statusAddr)
+	if code != exitOK || !strings.Contains(sout, "target "+d1.Addr+"  synchronizing") || !strings.Contains(sout, "target "+d2.Addr+"  synchronizing") {
+		t.Fatalf("resync status: exit %d\n%s%s", code, sout, serr)
+	}
+	cancel()
+	if code := <-done; code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if strings.Contains(errOut.String(), "pw-one") || strings.Contains(errOut.String(), "pw-two") {
+		t.Fatal("a password in the log")
 	}
 }

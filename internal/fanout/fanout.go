@@ -37,6 +37,9 @@ type Link interface {
 	RDBSize() int64
 	SetApplied(offset int64)
 	Stream(ctx context.Context, out chan<- receiver.Batch) error
+	// Received is the end of the last batch Stream sent: where a link
+	// that replaces this one continues.
+	Received() int64
 	Close() error
 }
 
@@ -101,11 +104,16 @@ type share struct {
 	addr string
 
 	// While gathering (guarded by the hub's mu): the requests so far,
-	// and enough, closed when every expected consumer has asked.
-	gathering bool
-	reqs      []*request
-	expect    int
-	enough    chan struct{}
+	// and enough, closed when every expected consumer has asked. Once
+	// connecting, gather has taken them: those that come meanwhile wait
+	// in late, answered once the link is open.
+	gathering  bool
+	connecting bool
+	reqs       []*request
+	late       []*request
+	expect     int
+	enough     chan struct{}
+	enoughDone bool
 
 	link   *receiver.Link
 	snap   *spool.Snapshot // a full sync's snapshot; nil otherwise
@@ -152,16 +160,22 @@ func (h *Hub) Connect(ctx context.Context, o receiver.Options) (Link, error) {
 	if s == nil {
 		expect := h.o.Consumers
 		if n, ok := h.expect[addr]; ok {
-			expect = n
+			expect = n // once: those a lost link served
+			delete(h.expect, addr)
 		}
 		s = &share{h: h, addr: addr, gathering: true, expect: max(expect, 1), enough: make(chan struct{})}
 		h.shares[addr] = s
 		go s.gather()
 	}
 	req := &request{o: o, reply: make(chan reply, 1)}
-	s.reqs = append(s.reqs, req)
-	if len(s.reqs) == s.expect {
-		close(s.enough)
+	if s.connecting {
+		s.late = append(s.late, req)
+	} else {
+		s.reqs = append(s.reqs, req)
+		if len(s.reqs) >= s.expect && !s.enoughDone {
+			s.enoughDone = true
+			close(s.enough)
+		}
 	}
 	h.mu.Unlock()
 	select {
@@ -210,13 +224,8 @@ func (s *share) gather() {
 	case <-h.ctx.Done():
 	}
 	h.mu.Lock()
-	var reqs []*request
-	for _, r := range s.reqs {
-		if !r.abandoned {
-			reqs = append(reqs, r)
-		}
-	}
-	s.reqs = nil
+	reqs := waiting(s.reqs)
+	s.reqs, s.connecting = nil, true
 	if len(reqs) == 0 || h.ctx.Err() != nil {
 		delete(h.shares, s.addr)
 		for _, r := range reqs {
@@ -237,14 +246,16 @@ func (s *share) gather() {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	late := waiting(s.late)
+	s.late = nil
 	if err != nil {
 		delete(h.shares, s.addr)
-		for _, r := range reqs {
+		for _, r := range append(reqs, late...) {
 			r.reply <- reply{err: err}
 		}
 		return
 	}
-	s.gathering = false
+	s.gathering, s.connecting = false, false
 	s.link = link
 	s.ctx, s.cancel = context.WithCancel(h.ctx)
 	s.done = make(chan struct{})
@@ -253,14 +264,21 @@ func (s *share) gather() {
 	served := 0
 	for _, r := range reqs {
 		var sb *sub
-		if !r.abandoned && serves(link, o.ReplID, r.o) {
-			sb = s.attach(r.o)
+		if !r.abandoned && serves(link, o, r.o) {
+			sb = s.attach(r.o, link.Full())
 		}
-		switch {
-		case sb != nil:
+		if sb != nil {
 			served++
 			r.reply <- reply{sub: sb}
-		default:
+		} else {
+			r.reply <- reply{direct: true}
+		}
+	}
+	for _, r := range late { // as if they asked now
+		if sb := s.join(r.o); sb != nil {
+			served++
+			r.reply <- reply{sub: sb}
+		} else {
 			r.reply <- reply{direct: true}
 		}
 	}
@@ -271,6 +289,17 @@ func (s *share) gather() {
 		return
 	}
 	go s.pump()
+}
+
+// waiting are the requests whose consumers still wait.
+func waiting(reqs []*request) []*request {
+	var out []*request
+	for _, r := range reqs {
+		if !r.abandoned {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // snapshotMax bounds what waits of a shared snapshot.
@@ -308,15 +337,16 @@ func choose(reqs []*request) receiver.Options {
 	return o
 }
 
-// serves reports whether a link opened with PSYNC asked (its replid)
-// serves a request: after a full sync, any that asked for one or for the
-// history the source refused; after a continue, those of its history
-// (from their own offsets, at or past the link's start).
-func serves(link *receiver.Link, asked string, o receiver.Options) bool {
+// serves reports whether a link opened with the PSYNC asked serves a
+// request: after a full sync, those that asked for one or for the very
+// point the source refused (one further on may be in its backlog: it
+// asks alone); after a continue, those of its history, from their own
+// offsets.
+func serves(link *receiver.Link, asked, o receiver.Options) bool {
 	if link.Full() {
-		return o.ReplID == "" || o.ReplID == asked
+		return o.ReplID == "" || o.ReplID == asked.ReplID && o.Offset == asked.Offset
 	}
-	return o.ReplID == asked && o.Offset >= link.StartOffset()
+	return o.ReplID == asked.ReplID && o.Offset >= link.StartOffset()
 }
 
 // join serves a consumer that asks once the link is open: for a full
@@ -330,35 +360,38 @@ func (s *share) join(o receiver.Options) *sub {
 		return nil
 	}
 	switch {
-	case s.link.Full() && o.ReplID == "":
-		if s.begun || !s.snap.CanBegin() {
-			return nil
-		}
+	case s.link.Full() && o.ReplID == "" && !s.begun:
+		return s.attachLocked(o, true) // nil if the snapshot's start is gone
 	case o.ReplID == s.link.ReplID() && o.Offset >= s.received:
-	default:
-		return nil
+		// A continue, on a link that began with a full sync or not.
+		return s.attachLocked(o, false)
 	}
-	return s.attachLocked(o)
+	return nil
 }
 
-func (s *share) attach(o receiver.Options) *sub {
+func (s *share) attach(o receiver.Options, full bool) *sub {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.attachLocked(o)
+	return s.attachLocked(o, full)
 }
 
-func (s *share) attachLocked(o receiver.Options) *sub {
-	sb := &sub{s: s, from: s.link.StartOffset(), wake: make(chan struct{}, 1)}
-	if !s.link.Full() {
-		sb.from = o.Offset
-	}
-	if s.snap != nil {
+// attachLocked adds a consumer: with the snapshot from its start (full),
+// or continuing after o.Offset. s.mu is held.
+func (s *share) attachLocked(o receiver.Options, full bool) *sub {
+	sb := &sub{s: s, full: full, from: o.Offset, wake: make(chan struct{}, 1)}
+	if full {
+		sb.from = s.link.StartOffset()
 		// Closed, not canceled: a reader outlives its share's stream
 		// (TakeRDB).
-		sb.rdb = &rdbReader{ReadCloser: s.snap.Reader(context.Background()), s: s}
+		r, err := s.snap.NewReader(context.Background())
+		if err != nil {
+			return nil
+		}
+		sb.rdb = &rdbReader{ReadCloser: r, s: s}
 		s.readers++
 	}
 	sb.applied.Store(sb.from)
+	sb.sent.Store(sb.from)
 	s.subs[sb] = struct{}{}
 	return sb
 }
@@ -393,6 +426,9 @@ func (s *share) pump() {
 func (s *share) handOut(b receiver.Batch) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.begun && s.snap != nil && s.readers == 0 {
+		s.snap.Close() // no one reads it, and no one can come for it now
+	}
 	s.received, s.begun = b.End, true
 	for sb := range s.subs {
 		if b.End <= sb.from {
@@ -493,7 +529,8 @@ func (r *rdbReader) Close() error {
 		s := r.s
 		s.mu.Lock()
 		s.readers--
-		last := s.readers == 0 && s.dead
+		// The last reader, once no one can come for it.
+		last := s.readers == 0 && (s.dead || s.begun)
 		s.mu.Unlock()
 		if last {
 			s.snap.Close()
@@ -522,9 +559,12 @@ func (s *share) leave(sb *sub) {
 // sub is one consumer's share of a link.
 type sub struct {
 	s     *share
+	full  bool  // it began with the snapshot
 	from  int64 // the commands at or before it are the consumer's already
 	rdb   *rdbReader
 	taken bool // by TakeRDB: Close leaves it open
+
+	sent atomic.Int64 // the end of the last batch Stream sent
 
 	applied atomic.Int64
 
@@ -570,8 +610,11 @@ func (sb *sub) signal() {
 	}
 }
 
-// Full reports whether the link began with a full sync.
-func (sb *sub) Full() bool { return sb.s.link.Full() }
+// Full reports whether the consumer begins with the snapshot.
+func (sb *sub) Full() bool { return sb.full }
+
+// Received is the end of the last batch Stream sent.
+func (sb *sub) Received() int64 { return sb.sent.Load() }
 
 // ReplID is the source's replication ID.
 func (sb *sub) ReplID() string { return sb.s.link.ReplID() }
@@ -614,6 +657,7 @@ func (sb *sub) Stream(ctx context.Context, out chan<- receiver.Batch) error {
 			sb.mu.Unlock()
 			select {
 			case out <- b:
+				sb.sent.Store(b.End)
 				continue
 			case <-ctx.Done():
 				return ctx.Err()

@@ -7,6 +7,7 @@ package redistest
 import (
 	"context"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -190,4 +191,22 @@ func Do(t testing.TB, s *redisproc.Server, args ...string) string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// ReplicaOffset is the offset s's first replica acknowledged (INFO
+// replication's slave0), failing the test when s has none.
+func ReplicaOffset(t testing.TB, s *redisproc.Server) int64 {
+	t.Helper()
+	line := redisproc.InfoField(Do(t, s, "INFO", "replication"), "slave0")
+	for _, f := range strings.Split(line, ",") {
+		if v, ok := strings.CutPrefix(f, "offset="); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatalf("replica offset %q: %v", v, err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no replica in %q", line)
+	return 0
 }

@@ -126,27 +126,30 @@ func (s *Snapshot) Finish(err error) {
 	s.mu.Unlock()
 }
 
-// CanBegin reports whether a new reader would read the snapshot from
-// its start: always for a file, in memory until bytes were dropped.
-func (s *Snapshot) CanBegin() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return !s.closed && (s.f != nil || s.base == 0)
-}
-
 // Reader reads the snapshot from its start, waiting for what is not
 // written yet, until Finish; ctx ends a wait. Close the reader when done
 // with it (before its end, too): until then the writer waits for it.
 func (s *Snapshot) Reader(ctx context.Context) io.ReadCloser {
+	r, _ := s.NewReader(ctx)
+	return r
+}
+
+// NewReader is Reader, with an error (and a reader that returns it) when
+// the snapshot cannot be read from its start: closed, or in memory with
+// its start dropped. A reader taken without error reads it whole.
+func (s *Snapshot) NewReader(ctx context.Context) (io.ReadCloser, error) {
 	r := &snapshotReader{s: s, ctx: ctx}
 	s.mu.Lock()
-	if s.f == nil && s.base > 0 {
+	defer s.mu.Unlock()
+	switch {
+	case s.closed:
+		r.err = errSnapshotClosed
+	case s.f == nil && s.base > 0:
 		r.err = errors.New("spool: the snapshot's start was dropped from memory")
-	} else {
+	default:
 		s.readers[r] = struct{}{}
 	}
-	s.mu.Unlock()
-	return r
+	return r, r.err
 }
 
 type snapshotReader struct {

@@ -373,13 +373,13 @@ func TestSnapshotReaders(t *testing.T) {
 		if err := <-writeErr; err != nil {
 			t.Fatalf("dir %q: %v", dir, err)
 		}
-		late := s.Reader(context.Background())
-		_, err = io.ReadAll(late)
-		if dir == "" && (err == nil || s.CanBegin()) {
-			t.Fatalf("in memory, a reader after bytes were dropped: %v", err)
-		}
-		if dir != "" && (err != nil || !s.CanBegin()) {
-			t.Fatalf("in a file, a late reader: %v", err)
+		late, err := s.NewReader(context.Background())
+		if dir == "" {
+			if _, rerr := io.ReadAll(late); err == nil || rerr == nil {
+				t.Fatalf("in memory, a reader after bytes were dropped: %v, %v", err, rerr)
+			}
+		} else if got, rerr := io.ReadAll(late); err != nil || rerr != nil || !bytes.Equal(got, data) {
+			t.Fatalf("in a file, a late reader: %v, %v, %d bytes", err, rerr, len(got))
 		}
 		s.Close()
 	}

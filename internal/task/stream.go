@@ -321,7 +321,8 @@ func (t *Task) relink(ctx context.Context, began time.Time, old fanout.Link, cau
 			cause = err
 			continue
 		}
-		from := t.received.Load()
+		// What the lost link sent may still wait for the queue.
+		from := max(t.received.Load(), old.Received())
 		next, err := t.connect(ctx, receiver.Options{Source: t.sourceOpts(), AnnouncePort: t.cfg.AnnouncePort, Logger: t.log,
 			ReplID: old.ReplID(), Offset: from, ReadTimeout: t.linkTimeout()})
 		if err != nil {
@@ -334,7 +335,9 @@ func (t *Task) relink(ctx context.Context, began time.Time, old fanout.Link, cau
 			t.mu.Unlock()
 			return nil, errFullResync
 		}
-		next.SetApplied(t.applied.Load())
+		// Never past what this link will carry (during a full sync the
+		// applied offset is of the history before).
+		next.SetApplied(min(t.applied.Load(), from))
 		t.mu.Lock()
 		t.replID = next.ReplID() // PSYNC2 may name a new one
 		t.mu.Unlock()

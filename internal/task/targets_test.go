@@ -93,7 +93,7 @@ func severalTargets(t *testing.T, spooled bool) {
 		b, _ := json.Marshal(d.Targets)
 		t.Errorf("the status document's targets: %s", b)
 	}
-	if acked := replicaOffset(t, src); acked > st.Targets[2].Applied || acked >= st.Targets[0].Applied {
+	if acked := redistest.ReplicaOffset(t, src); acked > st.Targets[2].Applied || acked >= st.Targets[0].Applied {
 		t.Errorf("the source was acknowledged %d; the stopped target applied %d, the others %d: want the slowest's",
 			acked, st.Targets[2].Applied, st.Targets[0].Applied)
 	}
@@ -111,30 +111,13 @@ func severalTargets(t *testing.T, spooled bool) {
 	// The heartbeat moves the offsets on; ACKs go every second.
 	caughtUp := r.task.Status().Applied
 	time.Sleep(1500 * time.Millisecond)
-	if acked := replicaOffset(t, src); acked < caughtUp {
+	if acked := redistest.ReplicaOffset(t, src); acked < caughtUp {
 		t.Errorf("the source was acknowledged %d, after every target applied %d", acked, caughtUp)
 	}
 	if lag := r.task.Status().Targets[2].LagMs; lag < 0 || lag >= 1000 {
 		t.Errorf("the target back from its stop has a lag of %d ms", lag)
 	}
 	wantLinkKept(t, src)
-}
-
-// replicaOffset is the offset the source's one replica acknowledged.
-func replicaOffset(t *testing.T, src *redisproc.Server) int64 {
-	t.Helper()
-	line := redisproc.InfoField(redistest.Do(t, src, "INFO", "replication"), "slave0")
-	for _, f := range strings.Split(line, ",") {
-		if v, ok := strings.CutPrefix(f, "offset="); ok {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
-	}
-	t.Fatalf("no replica offset in %q", line)
-	return 0
 }
 
 // TestSeveralTargetsResume: a task of two targets is stopped; the

@@ -228,6 +228,9 @@ type Task struct {
 	dbs       []dbChange
 	baseDB    int
 	streaming bool // the session reached the stream: applied is a stream offset
+	// loading: a full sync began writing the target and has not ended;
+	// the next one empties it first (under the conflict rule).
+	loading bool
 	// lastOffset is the offset of the last command applied.
 	lastOffset int64
 	lock       *taskLock
@@ -462,6 +465,11 @@ func (t *Task) setState(s string) {
 func (t *Task) failed(err error) error {
 	t.mu.Lock()
 	t.noteError(err)
+	if t.pending != nil {
+		// A shared link's snapshot would wait for its reader.
+		t.pending.Close()
+		t.pending = nil
+	}
 	t.mu.Unlock()
 	t.setState(StateFailed)
 	t.log.Error("task failed", "err", err)
@@ -660,11 +668,19 @@ func (t *Task) session(ctx context.Context, w *sink, target redisproc.Version) e
 		}
 	}()
 	if link.Full() {
-		if replID != "" || scratch {
+		if replID != "" || scratch || t.loading {
 			if err := t.resyncFromScratch(ctx, *w); err != nil {
 				return err
 			}
 		}
+		// Until it ends, the target holds part of a snapshot: the next
+		// session must not continue the old stream on it (a shared link
+		// may serve a point the source refused this task), and a new
+		// full sync empties it first.
+		t.mu.Lock()
+		t.replID = ""
+		t.mu.Unlock()
+		t.loading = true
 		t.setState(StateFullSync)
 		// The stream begins when the source took its snapshot, about
 		// now: a floor for dating the commands it buffers before the
@@ -677,6 +693,7 @@ func (t *Task) session(ctx context.Context, w *sink, target redisproc.Version) e
 		if rd, err = t.fullSyncSpooled(ctx, link, *w, target); err != nil {
 			return err
 		}
+		t.loading = false
 		// A new stream: SELECT starts over; the loader left the
 		// connection in some database.
 		t.stream = t.filter.NewStream()
@@ -727,6 +744,9 @@ func (t *Task) fullSyncSpooled(ctx context.Context, link fanout.Link, w sink, ta
 		defer snapshot.Close()
 		stop := context.AfterFunc(ctx, func() { snapshot.Close() })
 		defer stop()
+		// The stream starts at the snapshot: a link lost before its first
+		// batch continues from there.
+		t.received.Store(link.StartOffset())
 		rd, err := t.readStream(ctx, link)
 		if err != nil {
 			return nil, err
@@ -765,6 +785,7 @@ func (t *Task) fullSyncSpooled(ctx context.Context, link fanout.Link, w sink, ta
 			return
 		}
 		t.log.Info("snapshot received; reading the stream meanwhile", "rdb_bytes", t.rdbBytes.Load(), "waiting_bytes", snap.Waiting())
+		t.received.Store(link.StartOffset())
 		rd, err := t.readStream(parent, link)
 		started <- result{rd, err}
 	}()
