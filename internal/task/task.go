@@ -412,21 +412,22 @@ func (t *Task) Status() Status {
 	shards, targets := t.shards, t.targets
 	t.mu.Unlock()
 	if len(targets) > 0 {
-		var ts []Status
-		for _, c := range targets {
-			ts = append(ts, c.Status())
-		}
-		aggregateTargets(&st, ts)
+		aggregateTargets(&st, statuses(targets))
 		return st
 	}
 	if len(shards) > 0 {
-		var ss []Status
-		for _, c := range shards {
-			ss = append(ss, c.Status())
-		}
-		aggregate(&st, ss)
+		aggregate(&st, statuses(shards))
 	}
 	return st
+}
+
+// statuses are the child tasks' statuses.
+func statuses(children []*Task) []Status {
+	var out []Status
+	for _, c := range children {
+		out = append(out, c.Status())
+	}
+	return out
 }
 
 func (t *Task) ownStatus() Status {
