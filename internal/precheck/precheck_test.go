@@ -619,7 +619,7 @@ FAIL     clock            -                     two lines
 // Scan mode: the replication checks have nothing to check; the scan-mode
 // check says it cannot be exact, fails while the keyspace notifications
 // are off without --enable-notifications (and warns with it), and fails
-// a user who may not DUMP. A cluster source is refused.
+// a user who may not DUMP. A cluster source has each master checked.
 func TestScanMode(t *testing.T) {
 	redistest.RequireVersion(t, 7, 0, "introduced ACL DRYRUN")
 	source := redistest.Start(t)
@@ -659,7 +659,20 @@ func TestScanMode(t *testing.T) {
 		t.Errorf("a user without DUMP passes:\n%s", text(rep))
 	}
 
+	// A cluster source: each master is checked, as each is scanned and
+	// followed.
 	cl := redistest.StartCluster(t, 3, 0)
 	rep = check(t, Config{Source: cl.Masters[0].DialOptions(), Target: target.DialOptions(), ScanMode: true, EnableNotifications: true})
-	expect(t, result(t, rep, "scan-mode", src(cl.Masters[0])), Fail, []string{"standalone source"})
+	for _, m := range cl.Masters {
+		found := false
+		for _, r := range rep.Find("scan-mode") {
+			found = found || r.Node == src(m) && r.Verdict == Warn && strings.Contains(r.Why, "resync will turn them on")
+		}
+		if !found {
+			t.Errorf("master %s: no notifications warning:\n%s", m.Addr, text(rep))
+		}
+	}
+	if _, _, fails := rep.Counts(); fails != 0 {
+		t.Errorf("a cluster source in scan mode fails the precheck:\n%s", text(rep))
+	}
 }

@@ -15,21 +15,16 @@ const scanInstead = "; where replication cannot be allowed (a managed service, a
 // does not open.
 var replicationOnly = []string{"source-replication-acl", "backlog", "repl-timeout", "output-buffer", "fork-memory"}
 
-// scanMode checks what scan mode needs of the source: a standalone
-// server, keyspace notifications on (or the user's consent to turn them
-// on), and the commands it reads with; and says, always, that it cannot
-// be exact.
+// scanMode checks what scan mode needs of the source, on each node (a
+// cluster's masters are scanned and followed one by one): keyspace
+// notifications on (or the user's consent to turn them on), and the
+// commands it reads with; and says, always, that it cannot be exact.
 func (r *run) scanMode() {
 	if len(r.src.up()) == 0 {
 		return // no source to check
 	}
 	if !r.cfg.ScanMode {
 		r.addSide("scan-mode", r.src, Pass, "replication (PSYNC): scan mode not used", "")
-		return
-	}
-	if r.src.cluster {
-		r.addSide("scan-mode", r.src, Fail, "scan mode takes a standalone source; the source is a cluster",
-			"sync each master in its own task with --source-mode scan, or allow PSYNC and drop --source-mode scan")
 		return
 	}
 	r.addSide("scan-mode", r.src, Warn, "scan mode cannot be exact: a lost notification (the subscriber's output buffer, a dropped link: everything is then copied again), a key written during its own copy, and what notifies no key (FLUSHALL, FLUSHDB, SWAPDB, a consumer group's reads) can leave differences",

@@ -448,14 +448,17 @@ type scanCopier struct {
 // the scan's end.
 func (c *scanCopier) copy(ctx context.Context, items []scanItem, w sink) (beats []time.Time, end bool, err error) {
 	out := c.src.Writer()
-	sent := 0
+	// Each key's replies: SELECT when its database differs, then MULTI,
+	// DUMP, its TTL and EXEC.
+	replies := make([]int, 0, len(items))
 	for _, it := range items {
 		if it.end || it.hb {
 			continue
 		}
+		n := 4
 		if it.db != c.srcDB {
 			out.WriteCommandStrings("SELECT", strconv.Itoa(it.db))
-			sent++
+			n++
 			c.srcDB = it.db
 		}
 		ttl := "PTTL"
@@ -466,29 +469,32 @@ func (c *scanCopier) copy(ctx context.Context, items []scanItem, w sink) (beats 
 		out.WriteCommandStrings("DUMP", it.key)
 		out.WriteCommandStrings(ttl, it.key)
 		out.WriteCommandStrings("EXEC")
-		sent += 4
+		replies = append(replies, n)
 	}
 	if err := out.Flush(); err != nil {
 		return nil, false, fmt.Errorf("source: %w", err)
 	}
-	replies := make([]resp.Value, 0, sent)
-	for range sent {
-		v, err := c.src.Receive("DUMP")
-		if err != nil {
-			return nil, false, err
+	// A key its node no longer serves (MOVED, ASK: a cluster source's
+	// slot moving to another master) is left alone: the new master
+	// notifies it when the key arrives there, and its shard copies it.
+	execs := make([]resp.Value, len(replies))
+	moved := make([]bool, len(replies))
+	for i, n := range replies {
+		for range n {
+			v, err := c.src.Receive("DUMP")
+			var re *resp.RedisError
+			switch {
+			case err == nil:
+				execs[i] = v
+			case !errors.As(err, &re):
+				return nil, false, err
+			case re.Code() == "MOVED" || re.Code() == "ASK":
+				moved[i] = true
+			case re.Code() == "EXECABORT" && moved[i]:
+			default:
+				return nil, false, err
+			}
 		}
-		if v.Kind == resp.Array {
-			replies = append(replies, v)
-		}
-	}
-	want := 0
-	for _, it := range items {
-		if !it.end && !it.hb {
-			want++
-		}
-	}
-	if len(replies) != want {
-		return nil, false, fmt.Errorf("source: %d transactions answered for %d keys", len(replies), want)
 	}
 	next := 0
 	for _, it := range items {
@@ -500,9 +506,13 @@ func (c *scanCopier) copy(ctx context.Context, items []scanItem, w sink) (beats 
 			beats = append(beats, it.heard)
 			continue
 		}
-		v := replies[next]
+		v, skip := execs[next], moved[next]
 		next++
-		if len(v.Elems) != 2 {
+		if skip {
+			c.t.log.Debug("scan mode: a key its master no longer serves, left to its new one", "key", c.t.keys().QuoteString(it.key))
+			continue
+		}
+		if v.Kind != resp.Array || len(v.Elems) != 2 {
 			return nil, false, fmt.Errorf("source: DUMP %s: a transaction of %d replies", c.t.keys().QuoteString(it.key), len(v.Elems))
 		}
 		for _, r := range v.Elems {

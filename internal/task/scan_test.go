@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/resync/resync/internal/cluster"
 	"github.com/resync/resync/internal/compare"
 	"github.com/resync/resync/internal/filter"
 	"github.com/resync/resync/internal/redisproc"
@@ -225,5 +226,113 @@ func TestScanModeIntoCluster(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d keys compared, differences: %v", rep.Keys, rep.Diffs)
 		}
+	}
+}
+
+// TestScanModeClusterSource: scan mode from a cluster of three masters
+// whose user is denied PSYNC: each master is scanned and followed on its
+// own (notifications are per node), into a standalone target, under a
+// load on every master; the target ends equal.
+func TestScanModeClusterSource(t *testing.T) {
+	redistest.RequireVersion(t, 7, 0, "gave PEXPIRETIME")
+	src := redistest.StartCluster(t, 3, 0)
+	for _, m := range src.Masters {
+		doAll(t, redistest.Dial(t, m), s("ACL", "SETUSER", "scanner", "on", ">scan-pw", "~*", "&*", "+@all", "-psync", "-sync"))
+	}
+	clusterLoad(t, src, "before:", 300)
+	dst := redistest.Start(t)
+	r := startWith(t, src.Masters[0], dst, func(cfg *task.Config) {
+		cfg.Source.Username, cfg.Source.Password = "scanner", "scan-pw"
+		cfg.SourceMode = task.SourceScan
+		cfg.EnableNotifications = true
+		cfg.HeartbeatInterval = 50 * time.Millisecond
+	})
+	r.waitState(t, task.StateSynchronizing)
+	clusterLoad(t, src, "after:", 300)
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		rep, err := compare.Compare(context.Background(), src.Masters[1].DialOptions(), dst.DialOptions(),
+			compare.Options{Reverse: true, SkipPrefix: task.ReservedPrefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Equal() && rep.Keys >= 600 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d keys compared, differences: %v", rep.Keys, rep.Diffs)
+		}
+	}
+	st := r.task.Status()
+	if st.Mode != task.SourceScan || len(st.Shards) != 3 || st.LagMs < 0 {
+		t.Fatalf("status: mode %s, %d shards, lag %d", st.Mode, len(st.Shards), st.LagMs)
+	}
+}
+
+// TestScanModeSourceReshard: slots of a cluster source move to another
+// master while a scan-mode task follows it. The old master notifies each
+// moved key as deleted, yet no longer serves it (ASK, MOVED): the key is
+// left alone there, and copied from the new master, which notifies its
+// arrival. The target ends equal, the task never fails.
+func TestScanModeSourceReshard(t *testing.T) {
+	redistest.RequireVersion(t, 7, 0, "gave PEXPIRETIME")
+	src := redistest.StartCluster(t, 3, 0)
+	for _, m := range src.Masters {
+		doAll(t, redistest.Dial(t, m), s("ACL", "SETUSER", "scanner", "on", ">scan-pw", "~*", "&*", "+@all", "-psync", "-sync"))
+	}
+	clusterLoad(t, src, "before:", 300)
+	dst := redistest.Start(t)
+	r := startWith(t, src.Masters[0], dst, func(cfg *task.Config) {
+		cfg.Source.Username, cfg.Source.Password = "scanner", "scan-pw"
+		cfg.SourceMode = task.SourceScan
+		cfg.EnableNotifications = true
+	})
+	r.waitState(t, task.StateSynchronizing)
+	from := onMaster(t, src, "before:7")
+	var first string // a key that moved
+	to := src.Masters[0]
+	if to == from {
+		to = src.Masters[1]
+	}
+	ctx := context.Background()
+	moved := 0
+	keys, err := redistest.Dial(t, from).Do("KEYS", "before:*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range keys.Elems {
+		k := kv.Text()
+		slot := cluster.Slot([]byte(k))
+		if onMaster(t, src, k) != from {
+			continue // moved already
+		}
+		if err := src.MoveSlot(ctx, slot, from, to); err != nil {
+			t.Fatal(err)
+		}
+		if first == "" {
+			first = k
+		}
+		if moved++; moved == 40 {
+			break
+		}
+	}
+	redistest.Do(t, to, "SET", first, "changed after the move")
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if st := r.task.Status(); st.State == task.StateFailed {
+			t.Fatalf("task failed: %s", st.LastError)
+		}
+		rep, err := compare.Compare(ctx, src.Masters[2].DialOptions(), dst.DialOptions(),
+			compare.Options{Reverse: true, SkipPrefix: task.ReservedPrefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Equal() && rep.Keys >= 600 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d slots moved; %d keys compared, differences: %v", moved, rep.Keys, rep.Diffs)
+		}
+	}
+	if st := r.task.Status(); st.State != task.StateSynchronizing || st.Retries != 0 {
+		t.Fatalf("state %s, %d retries: %s", st.State, st.Retries, st.LastError)
 	}
 }

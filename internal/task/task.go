@@ -493,9 +493,6 @@ func (t *Task) Run(ctx context.Context) error {
 			}
 			return t.failed(err)
 		}
-		if top != nil && t.cfg.SourceMode == SourceScan {
-			return t.failed(errors.New("scan mode takes a standalone source (or one master of a cluster, synced alone): a cluster source is not supported in scan mode yet"))
-		}
 		if top != nil {
 			return t.runShards(ctx, top)
 		}
