@@ -273,3 +273,39 @@ func TestScanModeSeveralTargets(t *testing.T) {
 		t.Fatalf("status: mode %s, %d targets", st.Mode, len(st.Targets))
 	}
 }
+
+// TestSeveralTargetsSourceLost: the source drops its replication link
+// (CLIENT KILL) under load, twice. The three targets ask again together
+// and share one link again: one partial resync each time, never a full
+// one, one replica; all three end equal.
+func TestSeveralTargetsSourceLost(t *testing.T) {
+	src := redistest.Start(t)
+	fill(t, src)
+	d1, d2, d3 := redistest.Start(t), redistest.Start(t), redistest.Start(t)
+	r := startWith(t, src, d1, func(c *task.Config) {
+		c.ExtraTargets = []dialer.Options{d2.DialOptions(), d3.DialOptions()}
+		c.SpoolDir = t.TempDir()
+	})
+	r.waitState(t, task.StateSynchronizing)
+	o := src.DialOptions()
+	o.DB = 2
+	load := redistest.StartLoad(t, o, 100, time.Millisecond, nil)
+	for range 2 {
+		time.Sleep(time.Second)
+		redistest.Do(t, src, "CLIENT", "KILL", "TYPE", "slave") // "slave": every version
+	}
+	time.Sleep(time.Second)
+	if err := load.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	r.waitCaughtUpWithin(t, src, 20*time.Second)
+	for _, d := range []*redisproc.Server{d1, d2, d3} {
+		assertEqual(t, src, d)
+	}
+	if full, partial := stat(t, src, "sync_full"), stat(t, src, "sync_partial_ok"); full != 1 || partial != 2 {
+		t.Errorf("sync_full %d, sync_partial_ok %d: want 1 and 2 (the targets asked again together)", full, partial)
+	}
+	if n := redisproc.InfoField(redistest.Do(t, src, "INFO", "replication"), "connected_slaves"); n != "1" {
+		t.Errorf("%s replicas connected: want the one shared link", n)
+	}
+}
