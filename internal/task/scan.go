@@ -33,8 +33,14 @@ const (
 	SourceScan = "scan"
 )
 
-// scanBatch bounds the keys read from the source in one round trip.
-const scanBatch = 256
+// scanBatch bounds the keys taken from the queue at once: their sizes
+// are asked in one round trip and their values read in runs bounded by
+// bytes. Where the sizes are not known, unsizedBatch keys are read in
+// one round trip.
+const (
+	scanBatch    = 1024
+	unsizedBatch = 256
+)
 
 // scanBacklog bounds the keys the scan queues ahead of the copy;
 // notifications are queued whatever the count (each key once), so that
@@ -218,7 +224,8 @@ func (t *Task) scanSession(ctx context.Context, w *sink, target redisproc.Versio
 	defer src.Close()
 	stopSrc := context.AfterFunc(ctx, func() { src.Close() })
 	defer stopSrc()
-	c := &scanCopier{t: t, src: src, target: target, srcDB: -1, dstDB: -1, pexpiretime: t.sourceVersion.AtLeast(7, 0)}
+	c := &scanCopier{t: t, src: src, target: target, srcDB: -1, dstDB: -1, pexpiretime: t.sourceVersion.AtLeast(7, 0),
+		sized: t.sourceVersion.AtLeast(4, 0)}
 	// The marks go on from the writer's: a kept writer's applied mark
 	// only moves forward. Heartbeats of an earlier session are void.
 	seq := (*w).Applied()
@@ -227,7 +234,7 @@ func (t *Task) scanSession(ctx context.Context, w *sink, target redisproc.Versio
 	t.mu.Unlock()
 	endSeq := int64(-1)
 	for {
-		items, err := q.pop(scanBatch)
+		items, err := q.pop(c.batch())
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -255,8 +262,10 @@ func (t *Task) scanSession(ctx context.Context, w *sink, target redisproc.Versio
 		}
 		a := (*w).Applied()
 		t.beatsApplied(a)
-		if endSeq > 0 && a >= endSeq {
-			// The waiting keys are copied before the state says so.
+		if endSeq > 0 {
+			// The scan's end was in this batch: the keys before it are
+			// confirmed before the state says so (now, not at the next
+			// item, which may be a heartbeat a second away).
 			if err := (*w).Sync(ctx); err != nil {
 				return err
 			}
@@ -439,14 +448,70 @@ type scanCopier struct {
 	target       redisproc.Version
 	srcDB, dstDB int // the connections' databases; -1 unknown
 	pexpiretime  bool
+	// sized: the source answers MEMORY USAGE (4.0+, and allowed), so a
+	// big key is copied in chunks instead of by a whole DUMP.
+	sized bool
 }
 
-// copy reads the items' values (DUMP and expiry, in one MULTI per key so
-// the two agree) and writes them: RESTORE when the target loads the
+// batch is how many keys to take from the queue at once.
+func (c *scanCopier) batch() int {
+	if c.sized {
+		return scanBatch
+	}
+	return unsizedBatch
+}
+
+// copy copies a batch of items in order: runs of keys by dumpRun, up to
+// BigKeyBytes of them at a time, and each key past it by copyBig, so that
+// resync holds about BigKeyBytes of values at most (where the source
+// tells key sizes; else batch keeps the batches short).
+func (c *scanCopier) copy(ctx context.Context, items []scanItem, w sink) (beats []time.Time, end bool, err error) {
+	sizes, err := c.sizes(items)
+	if err != nil {
+		return nil, false, err
+	}
+	big := int64(c.t.cfg.BigKeyBytes)
+	var run []scanItem
+	var runBytes int64
+	flush := func() error {
+		if len(run) == 0 {
+			return nil
+		}
+		b, e, err := c.dumpRun(ctx, run, w)
+		beats, end = append(beats, b...), end || e
+		run, runBytes = nil, 0
+		return err
+	}
+	for i, it := range items {
+		if sizes[i] > big {
+			if err := flush(); err != nil {
+				return nil, false, err
+			}
+			if err := c.copyBig(ctx, it, sizes[i], w); err != nil {
+				return nil, false, err
+			}
+			continue
+		}
+		if len(run) > 0 && runBytes+sizes[i] > big {
+			if err := flush(); err != nil {
+				return nil, false, err
+			}
+		}
+		run = append(run, it)
+		runBytes += sizes[i]
+	}
+	if err := flush(); err != nil {
+		return nil, false, err
+	}
+	return beats, end, nil
+}
+
+// dumpRun reads the items' values (DUMP and expiry, in one MULTI per key
+// so the two agree) and writes them: RESTORE when the target loads the
 // payload's RDB version, plain commands otherwise, DEL for a key gone.
 // It returns when the batch's heartbeats were heard, and whether it held
 // the scan's end.
-func (c *scanCopier) copy(ctx context.Context, items []scanItem, w sink) (beats []time.Time, end bool, err error) {
+func (c *scanCopier) dumpRun(ctx context.Context, items []scanItem, w sink) (beats []time.Time, end bool, err error) {
 	out := c.src.Writer()
 	// Each key's replies: SELECT when its database differs, then MULTI,
 	// DUMP, its TTL and EXEC.
@@ -527,16 +592,25 @@ func (c *scanCopier) copy(ctx context.Context, items []scanItem, w sink) (beats 
 	return beats, end, nil
 }
 
+// selectTarget selects the target database the source's db maps to.
+func (c *scanCopier) selectTarget(srcDB int, w sink) error {
+	db, _ := c.t.filter.DB(srcDB)
+	if c.t.targetCluster || db == c.dstDB {
+		return nil
+	}
+	if err := w.Write(writer.Op{Args: selectArgs(db)}); err != nil {
+		return err
+	}
+	c.dstDB = db
+	return nil
+}
+
 // write applies one key read from the source.
 func (c *scanCopier) write(ctx context.Context, it scanItem, dump, ttl resp.Value, w sink) error {
 	t := c.t
-	db, _ := t.filter.DB(it.db)
 	key := []byte(it.key)
-	if !t.targetCluster && db != c.dstDB {
-		if err := w.Write(writer.Op{Args: selectArgs(db)}); err != nil {
-			return err
-		}
-		c.dstDB = db
+	if err := c.selectTarget(it.db, w); err != nil {
+		return err
 	}
 	if dump.Nil() {
 		// Gone (deleted, expired, evicted, moved away) since notified.

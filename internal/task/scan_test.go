@@ -2,6 +2,7 @@ package task_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -335,4 +336,69 @@ func TestScanModeSourceReshard(t *testing.T) {
 	if st := r.task.Status(); st.State != task.StateSynchronizing || st.Retries != 0 {
 		t.Fatalf("state %s, %d retries: %s", st.State, st.Retries, st.LastError)
 	}
+}
+
+// TestScanModeBigKeys: keys past BigKeyBytes (here 256 KiB) of every
+// chunked type — a string, a list, a hash, a set, a sorted set, one with
+// an expiry — are copied in pieces, not by DUMP, and again in pieces
+// after a live change; the small keys beside them by DUMP, in runs; a
+// big stream by DUMP whole. The target ends equal.
+func TestScanModeBigKeys(t *testing.T) {
+	fillBig := func(src *redisproc.Server) {
+		c := redistest.Dial(t, src)
+		value := strings.Repeat("v", 100)
+		doAll(t, c, s("SET", "big:string", strings.Repeat("0123456789", 100_000)), s("PEXPIRE", "big:string", "3600000"))
+		for _, k := range []string{"list", "hash", "set", "zset", "stream"} {
+			for chunk := range 10 {
+				args := map[string][]string{"list": {"RPUSH", "big:list"}, "hash": {"HSET", "big:hash"}, "set": {"SADD", "big:set"},
+					"zset": {"ZADD", "big:zset"}, "stream": {"XADD", "big:stream", "*"}}[k]
+				for i := range 500 {
+					n := strconv.Itoa(chunk*500 + i)
+					switch k {
+					case "list", "set":
+						args = append(args, n+value)
+					case "hash", "stream":
+						args = append(args, "f"+n, value)
+					case "zset":
+						args = append(args, n, "m"+n+value)
+					}
+				}
+				doAll(t, c, args)
+			}
+		}
+		bulk(t, src, 2000)
+	}
+	src, dst, r := scanSource(t, fillBig, func(cfg *task.Config) { cfg.BigKeyBytes = 256 << 10 })
+	r.waitState(t, task.StateSynchronizing)
+	waitEqual(t, src, dst, 10*time.Second)
+	if st := r.task.Status(); st.BigKeys != 5 {
+		t.Fatalf("%d keys copied in pieces: want the 5 big ones but the stream", st.BigKeys)
+	}
+	dumps := commandCalls(t, src, "dump")
+	if dumps < 2000 || dumps > 2010 {
+		t.Fatalf("%d DUMPs for 2,000 small keys, a stream and heartbeats: the big ones went by DUMP", dumps)
+	}
+	for _, cmd := range []string{"getrange", "lrange", "hscan", "sscan", "zscan"} {
+		if n := commandCalls(t, src, cmd); n < 2 {
+			t.Errorf("%s called %d times: want the key read in pieces", cmd, n)
+		}
+	}
+	redistest.Do(t, src, "HSET", "big:hash", "f1", "changed")
+	redistest.Do(t, src, "LPUSH", "big:list", "first")
+	waitEqual(t, src, dst, 10*time.Second)
+	if st := r.task.Status(); st.BigKeys != 7 {
+		t.Fatalf("%d keys copied in pieces after two live changes: want 7", st.BigKeys)
+	}
+}
+
+// commandCalls is how often the server ran a command (INFO commandstats).
+func commandCalls(t *testing.T, s *redisproc.Server, name string) int {
+	t.Helper()
+	line := redisproc.InfoField(redistest.Do(t, s, "INFO", "commandstats"), "cmdstat_"+name)
+	calls, _, _ := strings.Cut(strings.TrimPrefix(line, "calls="), ",")
+	n, err := strconv.Atoi(calls)
+	if err != nil && line != "" {
+		t.Fatalf("cmdstat_%s %q: %v", name, line, err)
+	}
+	return n
 }
