@@ -169,6 +169,11 @@ func (q *keyQueue) pop(n int) ([]scanItem, error) {
 // over: what a lost subscription missed cannot be known.
 func (t *Task) scanSession(ctx context.Context, w *sink, target redisproc.Version) error {
 	t.setState(StateFullSync)
+	// After a failover (a cluster's, or through Sentinel), scan the
+	// master that serves now.
+	if err := t.locateSource(ctx); err != nil {
+		return err
+	}
 	t.mu.Lock()
 	t.healthy = time.Time{}
 	t.mu.Unlock()
@@ -226,6 +231,7 @@ func (t *Task) scanSession(ctx context.Context, w *sink, target redisproc.Versio
 	defer stopSrc()
 	c := &scanCopier{t: t, src: src, target: target, srcDB: -1, dstDB: -1, pexpiretime: t.sourceVersion.AtLeast(7, 0),
 		sized: t.sourceVersion.AtLeast(4, 0)}
+	defer c.close()
 	// The marks go on from the writer's: a kept writer's applied mark
 	// only moves forward. Heartbeats of an earlier session are void.
 	seq := (*w).Applied()
@@ -450,7 +456,11 @@ type scanCopier struct {
 	pexpiretime  bool
 	// sized: the source answers MEMORY USAGE (4.0+, and allowed), so a
 	// big key is copied in chunks instead of by a whole DUMP.
-	sized bool
+	sized        bool
+	warnedPieces bool
+	// nodes are connections to the other masters of a cluster source,
+	// where redirected keys are read.
+	nodes map[string]*dialer.Conn
 }
 
 // batch is how many keys to take from the queue at once.
@@ -540,10 +550,9 @@ func (c *scanCopier) dumpRun(ctx context.Context, items []scanItem, w sink) (bea
 		return nil, false, fmt.Errorf("source: %w", err)
 	}
 	// A key its node no longer serves (MOVED, ASK: a cluster source's
-	// slot moving to another master) is left alone: the new master
-	// notifies it when the key arrives there, and its shard copies it.
+	// slot moving to another master) is read where the redirect says.
 	execs := make([]resp.Value, len(replies))
-	moved := make([]bool, len(replies))
+	moved := make([]*resp.RedisError, len(replies))
 	for i, n := range replies {
 		for range n {
 			v, err := c.src.Receive("DUMP")
@@ -553,9 +562,9 @@ func (c *scanCopier) dumpRun(ctx context.Context, items []scanItem, w sink) (bea
 				execs[i] = v
 			case !errors.As(err, &re):
 				return nil, false, err
-			case re.Code() == "MOVED" || re.Code() == "ASK":
-				moved[i] = true
-			case re.Code() == "EXECABORT" && moved[i]:
+			case redirect(re):
+				moved[i] = re
+			case re.Code() == "EXECABORT" && moved[i] != nil:
 			default:
 				return nil, false, err
 			}
@@ -571,10 +580,12 @@ func (c *scanCopier) dumpRun(ctx context.Context, items []scanItem, w sink) (bea
 			beats = append(beats, it.heard)
 			continue
 		}
-		v, skip := execs[next], moved[next]
+		v, re := execs[next], moved[next]
 		next++
-		if skip {
-			c.t.log.Debug("scan mode: a key its master no longer serves, left to its new one", "key", c.t.keys().QuoteString(it.key))
+		if re != nil {
+			if err := c.redirected(ctx, it, re, w); err != nil {
+				return nil, false, err
+			}
 			continue
 		}
 		if v.Kind != resp.Array || len(v.Elems) != 2 {

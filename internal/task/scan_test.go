@@ -317,6 +317,33 @@ func TestScanModeSourceReshard(t *testing.T) {
 		}
 	}
 	redistest.Do(t, to, "SET", first, "changed after the move")
+
+	// A key deleted on its master while its slot is moving: only the old
+	// master notifies it, and answers ASK for it now; the task must read
+	// it where it goes (nothing there) and delete it on the target.
+	gone := ""
+	for _, kv := range keys.Elems {
+		if k := kv.Text(); onMaster(t, src, k) == from {
+			gone = k
+			break
+		}
+	}
+	slot := strconv.Itoa(cluster.Slot([]byte(gone)))
+	fid, err := from.NodeID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tid, err := to.NodeID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	redistest.Do(t, to, "CLUSTER", "SETSLOT", slot, "IMPORTING", fid)
+	redistest.Do(t, from, "CLUSTER", "SETSLOT", slot, "MIGRATING", tid)
+	redistest.Do(t, from, "DEL", gone)
+	time.Sleep(200 * time.Millisecond) // the notification is handled while the slot moves
+	if err := src.MoveSlot(ctx, cluster.Slot([]byte(gone)), from, to); err != nil {
+		t.Fatal(err)
+	}
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if st := r.task.Status(); st.State == task.StateFailed {
 			t.Fatalf("task failed: %s", st.LastError)
@@ -366,6 +393,10 @@ func TestScanModeBigKeys(t *testing.T) {
 				doAll(t, c, args)
 			}
 		}
+		if redistest.Version(t).AtLeast(7, 4) {
+			// Field TTLs, read by HPEXPIRETIME beside each HSCAN page.
+			doAll(t, c, s("HPEXPIRE", "big:hash", "3600000", "FIELDS", "2", "f1", "f4999"))
+		}
 		bulk(t, src, 2000)
 	}
 	src, dst, r := scanSource(t, fillBig, func(cfg *task.Config) { cfg.BigKeyBytes = 256 << 10 })
@@ -381,6 +412,15 @@ func TestScanModeBigKeys(t *testing.T) {
 	for _, cmd := range []string{"getrange", "lrange", "hscan", "sscan", "zscan"} {
 		if n := commandCalls(t, src, cmd); n < 2 {
 			t.Errorf("%s called %d times: want the key read in pieces", cmd, n)
+		}
+	}
+	if redistest.Version(t).AtLeast(7, 4) {
+		// (compare does not look at field TTLs.)
+		for _, side := range []*redisproc.Server{src, dst} {
+			v, err := redistest.Dial(t, side).Do("HPEXPIRETIME", "big:hash", "FIELDS", "2", "f4999", "f2")
+			if err != nil || len(v.Elems) != 2 || v.Elems[0].Int <= 0 || v.Elems[1].Int != -1 {
+				t.Fatalf("%s: field TTLs of f4999 and f2: %v %v: want one, and none", side.Addr, v, err)
+			}
 		}
 	}
 	redistest.Do(t, src, "HSET", "big:hash", "f1", "changed")
