@@ -149,6 +149,15 @@ func (w *worker) bigHash(k []byte) (string, error) {
 					return fmt.Sprintf("hash field %s: source %s, target %s", show(f), show(want), show(x.Str)), nil
 				}
 			}
+			if fields := hashFields(fv); w.sendFieldTTLs(k, fields) {
+				sv, tv, err := w.exchange()
+				if err != nil {
+					return "", err
+				}
+				if d := w.fieldTTLDiff(fields, sv[0], tv[0]); d != "" {
+					return d, nil
+				}
+			}
 		}
 		if bytes.Equal(cursor, zero) {
 			return "", nil

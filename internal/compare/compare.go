@@ -129,6 +129,10 @@ type Comparer struct {
 	// the map of which serves each slot.
 	src, dst nodes
 
+	// fieldTTLs: whether the source keeps hash field TTLs (7.4+), learnt
+	// from the first hash compared (fieldTTLsUnknown, Yes, No).
+	fieldTTLs atomic.Int32
+
 	keys       atomic.Int64 // source keys compared
 	targetKeys atomic.Int64 // target keys checked by the reverse pass
 	diffs      atomic.Int64

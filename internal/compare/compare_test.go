@@ -130,6 +130,11 @@ func bigData(t *testing.T, servers ...*redisproc.Server) {
 				[]string{"XREADGROUP", "GROUP", "g1", "c", "COUNT", "1", "STREAMS", "stream", ">"},
 				[]string{"XGROUP", "CREATE", "bigstream", "g", "0"})
 		}
+		if redistest.Version(t).AtLeast(7, 4) {
+			cmds = append(cmds,
+				[]string{"HPEXPIRE", "hash", "3600000", "FIELDS", "1", "a"},
+				[]string{"HPEXPIRE", "bighash", "3600000", "FIELDS", "1", "f4000"})
+		}
 		for len(cmds) > 0 {
 			n := min(len(cmds), 1000)
 			pipe(t, c, cmds[:n])
@@ -182,6 +187,18 @@ func TestEachKindOfDifference(t *testing.T) {
 			{"big stream entry", rebuiltStream(3333), "value:bigstream", `stream entry 3333-1`},
 			{"big stream shorter", [][]string{{"XDEL", "bigstream", "3333-1"}}, "value:bigstream", "length: source 5000 entries, target 4999"},
 			{"last id", [][]string{{"XADD", "stream", "9-1", "f", "v"}, {"XDEL", "stream", "9-1"}}, "value:stream", "last-generated-id"},
+		}...)
+	}
+	if redistest.Version(t).AtLeast(7, 4) {
+		cases = append(cases, []struct {
+			name   string
+			change [][]string
+			want   string
+			detail string
+		}{
+			{"hash field ttl removed", [][]string{{"HPERSIST", "hash", "FIELDS", "1", "a"}}, "ttl:hash", `hash field "a": the source field expires`},
+			{"hash field ttl added", [][]string{{"HPEXPIRE", "hash", "3600000", "FIELDS", "1", "b"}}, "ttl:hash", `hash field "b": the source field has no TTL`},
+			{"big hash field ttl removed", [][]string{{"HPERSIST", "bighash", "FIELDS", "1", "f4000"}}, "value:bighash", `hash field "f4000": the source field expires`},
 		}...)
 	}
 	for _, tc := range cases {

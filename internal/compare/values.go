@@ -27,6 +27,13 @@ func (w *worker) collections(j job) error {
 		return err
 	}
 	i := 0
+	// Hashes equal in their first read: their fields' TTLs next, in one
+	// more exchange.
+	type hashTTLs struct {
+		ks     keyState
+		fields []resp.Value
+	}
+	var hashes []hashTTLs
 	for _, ks := range w.keys {
 		n := firstReplies(ks.typ)
 		d, complete := firstDiff(ks.typ, sv[i:i+n], tv[i:i+n])
@@ -36,9 +43,29 @@ func (w *worker) collections(j job) error {
 			w.diff(j, ks.key, Value, d)
 		case !complete:
 			w.big = append(w.big, ks)
+		case ks.typ == "hash":
+			if fields := hashFields(sv[i-1].Elems[1].Elems); w.sendFieldTTLs(ks.key, fields) {
+				hashes = append(hashes, hashTTLs{ks, fields})
+				continue
+			}
+			w.ttl(j, ks)
 		default:
 			w.ttl(j, ks)
 		}
+	}
+	if len(hashes) == 0 {
+		return nil
+	}
+	sv, tv, err = w.exchange()
+	if err != nil {
+		return err
+	}
+	for i, h := range hashes {
+		if d := w.fieldTTLDiff(h.fields, sv[i], tv[i]); d != "" {
+			w.diff(j, h.ks.key, TTL, d)
+			continue
+		}
+		w.ttl(j, h.ks)
 	}
 	return nil
 }
