@@ -64,8 +64,8 @@ func (w *worker) fieldTTLDiff(fields []resp.Value, a, b resp.Value) string {
 		if s == -2 || t == -2 {
 			continue
 		}
-		if d := ttlDiff(s, t, w.c.o.TTLTolerance); d != "" {
-			return fmt.Sprintf("hash field %s: %s", show(f.Str), strings.Replace(strings.Replace(d, "key", "field", -1), "PTTL", "HPTTL", -1))
+		if d := expiryDiff("field", "HPTTL", s, t, w.c.o.TTLTolerance); d != "" {
+			return fmt.Sprintf("hash field %s: %s", show(f.Str), d)
 		}
 	}
 	return ""

@@ -312,18 +312,22 @@ func (w *worker) ttl(j job, ks keyState) {
 	}
 }
 
-// ttlDiff compares two PTTL replies (-1: no expiry).
-func ttlDiff(s, t int64, tol time.Duration) string {
+// ttlDiff compares two PTTL replies (-1: no expiry) of a key.
+func ttlDiff(s, t int64, tol time.Duration) string { return expiryDiff("key", "PTTL", s, t, tol) }
+
+// expiryDiff compares two remaining times to live (-1: none) of what
+// (a key, a hash field) as read by cmd, within tol.
+func expiryDiff(what, cmd string, s, t int64, tol time.Duration) string {
 	switch {
 	case s < 0 && t < 0:
 		return ""
 	case s < 0:
-		return fmt.Sprintf("the source key has no TTL, the target's expires in %d ms", t)
+		return fmt.Sprintf("the source %s has no TTL, the target's expires in %d ms", what, t)
 	case t < 0:
-		return fmt.Sprintf("the source key expires in %d ms, the target's has no TTL", s)
+		return fmt.Sprintf("the source %s expires in %d ms, the target's has no TTL", what, s)
 	}
 	if d := s - t; d > tol.Milliseconds() || -d > tol.Milliseconds() {
-		return fmt.Sprintf("source PTTL %d ms, target %d ms", s, t)
+		return fmt.Sprintf("source %s %d ms, target %d ms", cmd, s, t)
 	}
 	return ""
 }

@@ -20,7 +20,7 @@ import (
 // With a directory the snapshot goes to a file, which keeps it whole
 // until Close: a reader may begin at any time. Without one it waits in
 // memory, which keeps only what some reader has not read yet: a reader
-// may begin only while nothing was dropped (CanBegin).
+// may begin only while nothing was dropped (NewReader says).
 type Snapshot struct {
 	f    *os.File // nil: in memory
 	path string

@@ -155,26 +155,10 @@ func aggregate(st *Status, shards []Status) {
 	for _, s := range shards {
 		st.Received += s.Received
 		st.Applied += s.Applied
-		st.KeysWritten += s.KeysWritten
-		st.KeysFiltered += s.KeysFiltered
-		st.KeysEmpty += s.KeysEmpty
-		st.KeysRewritten += s.KeysRewritten
-		st.BigKeys += s.BigKeys
-		st.Dropped += s.Dropped
-		st.CommandsFiltered += s.CommandsFiltered
-		st.PartialSkipped += s.PartialSkipped
 		st.RDBBytes += s.RDBBytes
 		st.RDBBytesApplied += s.RDBBytesApplied
-		st.ThrottledMs += s.ThrottledMs
 		st.Errors = append(st.Errors, s.Errors...)
-		st.ErrorsTotal += s.ErrorsTotal
-		st.PublishSkipped += s.PublishSkipped
-		st.Commands += s.Commands
-		st.Retries += s.Retries
-		st.BytesWritten += s.BytesWritten
-		st.SpoolMemBytes += s.SpoolMemBytes
-		st.SpoolDiskBytes += s.SpoolDiskBytes
-		st.BackPressure = st.BackPressure || s.BackPressure
+		addCounts(st, s)
 		if st.RDBBytesTotal >= 0 {
 			if s.RDBBytesTotal < 0 {
 				st.RDBBytesTotal = -1
@@ -189,9 +173,6 @@ func aggregate(st *Status, shards []Status) {
 				st.LagMs = max(st.LagMs, s.LagMs)
 			}
 		}
-		for name, n := range s.CommandsByName {
-			st.CommandsByName[name] += n
-		}
 		if st.LastError == "" && s.LastError != "" {
 			st.LastError = s.LastError
 		}
@@ -199,6 +180,32 @@ func aggregate(st *Status, shards []Status) {
 	slices.SortStableFunc(st.Errors, func(a, b ErrorEvent) int { return a.Time.Compare(b.Time) })
 	if len(st.Errors) > maxErrors {
 		st.Errors = st.Errors[len(st.Errors)-maxErrors:]
+	}
+}
+
+// addCounts adds a part's counts (a shard's, or a target's) to st's:
+// what was written, left out, retried and queued. st.CommandsByName must
+// not be nil.
+func addCounts(st *Status, s Status) {
+	st.KeysWritten += s.KeysWritten
+	st.KeysFiltered += s.KeysFiltered
+	st.KeysEmpty += s.KeysEmpty
+	st.KeysRewritten += s.KeysRewritten
+	st.BigKeys += s.BigKeys
+	st.Dropped += s.Dropped
+	st.CommandsFiltered += s.CommandsFiltered
+	st.PartialSkipped += s.PartialSkipped
+	st.PublishSkipped += s.PublishSkipped
+	st.Commands += s.Commands
+	st.BytesWritten += s.BytesWritten
+	st.Retries += s.Retries
+	st.ThrottledMs += s.ThrottledMs
+	st.ErrorsTotal += s.ErrorsTotal
+	st.SpoolMemBytes += s.SpoolMemBytes
+	st.SpoolDiskBytes += s.SpoolDiskBytes
+	st.BackPressure = st.BackPressure || s.BackPressure
+	for name, n := range s.CommandsByName {
+		st.CommandsByName[name] += n
 	}
 }
 

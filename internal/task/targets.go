@@ -121,32 +121,19 @@ func combine(views []Status) Status {
 		}
 	}
 	st := views[slowest]
-	st.Shards, st.Targets, st.Errors, st.LastError = nil, nil, nil, ""
-	st.CommandsByName = map[string]int64{}
-	st.State = ""
-	sums := []*int64{&st.KeysWritten, &st.KeysFiltered, &st.KeysEmpty, &st.KeysRewritten, &st.BigKeys, &st.Dropped,
-		&st.CommandsFiltered, &st.PartialSkipped, &st.PublishSkipped, &st.Commands, &st.BytesWritten, &st.Retries,
-		&st.SpoolMemBytes, &st.SpoolDiskBytes, &st.ThrottledMs, &st.ErrorsTotal}
-	for _, p := range sums {
-		*p = 0
-	}
-	st.BackPressure = false
+	// The counts start from zero: addCounts sums every view's.
+	st = Status{Name: st.Name, Mode: st.Mode, ReplID: st.ReplID, Received: st.Received, Applied: st.Applied,
+		RDBBytes: st.RDBBytes, RDBBytesTotal: st.RDBBytesTotal, RDBBytesApplied: st.RDBBytesApplied, LagMs: st.LagMs,
+		SourceAddr: st.SourceAddr, TargetAddr: st.TargetAddr, TargetMaxOps: st.TargetMaxOps, TargetMaxBytes: st.TargetMaxBytes,
+		CommandsByName: map[string]int64{}}
 	for _, s := range views {
 		if st.State == "" || rank(s.State) > rank(st.State) {
 			st.State = s.State
 		}
 		st.Received = max(st.Received, s.Received)
-		for i, v := range []int64{s.KeysWritten, s.KeysFiltered, s.KeysEmpty, s.KeysRewritten, s.BigKeys, s.Dropped,
-			s.CommandsFiltered, s.PartialSkipped, s.PublishSkipped, s.Commands, s.BytesWritten, s.Retries,
-			s.SpoolMemBytes, s.SpoolDiskBytes, s.ThrottledMs, s.ErrorsTotal} {
-			*sums[i] += v
-		}
-		st.BackPressure = st.BackPressure || s.BackPressure
+		addCounts(&st, s)
 		for _, e := range s.Errors {
 			st.Errors = append(st.Errors, ErrorEvent{Time: e.Time, Text: "target " + s.TargetAddr + ": " + e.Text})
-		}
-		for name, n := range s.CommandsByName {
-			st.CommandsByName[name] += n
 		}
 		if st.LastError == "" && s.LastError != "" {
 			st.LastError = "target " + s.TargetAddr + ": " + s.LastError
